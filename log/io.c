@@ -1,0 +1,186 @@
+#include "io.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+ssize_t io_pread(int fd, void *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pread(fd, (char *)buf + done, len - done,
+				  (off_t)(off + done));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			break;
+		done += (size_t)n;
+	}
+	return (ssize_t)done;
+}
+
+int io_pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+	ssize_t n = io_pread(fd, buf, len, off);
+
+	if (n < 0)
+		return (int)n;
+	return (size_t)n == len ? 0 : -EIO;
+}
+
+int io_pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pwrite(fd, (const char *)buf + done, len - done,
+				   (off_t)(off + done));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EIO;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+int io_pwritev_full(int fd, struct iovec *iov, int iovcnt, uint64_t off)
+{
+	while (iovcnt > 0) {
+		ssize_t n = pwritev(fd, iov, iovcnt, (off_t)off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EIO;
+		off += (uint64_t)n;
+		while (iovcnt > 0 && (size_t)n >= iov->iov_len) {
+			n -= (ssize_t)iov->iov_len;
+			iov++;
+			iovcnt--;
+		}
+		if (iovcnt > 0) {
+			iov->iov_base = (char *)iov->iov_base + n;
+			iov->iov_len -= (size_t)n;
+		}
+	}
+	return 0;
+}
+
+int io_fsync(int fd)
+{
+	while (fsync(fd) < 0) {
+		if (errno != EINTR)
+			return -errno;
+	}
+	return 0;
+}
+
+int io_fdatasync(int fd)
+{
+	while (fdatasync(fd) < 0) {
+		if (errno != EINTR)
+			return -errno;
+	}
+	return 0;
+}
+
+int io_ftruncate(int fd, uint64_t len)
+{
+	while (ftruncate(fd, (off_t)len) < 0) {
+		if (errno != EINTR)
+			return -errno;
+	}
+	return 0;
+}
+
+int64_t io_fsize(int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	return st.st_size;
+}
+
+int io_fsync_dir(int dir_fd)
+{
+	return io_fsync(dir_fd);
+}
+
+int io_replace_file(int dir_fd, const char *name, const void *buf, size_t len)
+{
+	char tmp[NAME_MAX + 1];
+	int fd, rc;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", name) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	fd = openat(dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	rc = io_pwrite_full(fd, buf, len, 0);
+	if (rc == 0)
+		rc = io_fsync(fd);
+	close(fd);
+	if (rc < 0)
+		goto out_unlink_tmp;
+	if (renameat(dir_fd, tmp, dir_fd, name) < 0) {
+		rc = -errno;
+		goto out_unlink_tmp;
+	}
+	return io_fsync_dir(dir_fd);
+
+out_unlink_tmp:
+	unlinkat(dir_fd, tmp, 0);
+	return rc;
+}
+
+ssize_t io_read_file(int dir_fd, const char *name, size_t max, char **out)
+{
+	int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC);
+	int64_t size;
+	ssize_t n;
+	char *buf;
+
+	*out = NULL;
+	if (fd < 0)
+		return -errno;
+	size = io_fsize(fd);
+	if (size < 0) {
+		n = (ssize_t)size;
+		goto out_close;
+	}
+	if ((uint64_t)size > max) {
+		n = -EFBIG;
+		goto out_close;
+	}
+	buf = malloc((size_t)size + 1);
+	if (!buf) {
+		n = -ENOMEM;
+		goto out_close;
+	}
+	n = io_pread(fd, buf, (size_t)size, 0);
+	if (n < 0) {
+		free(buf);
+		goto out_close;
+	}
+	buf[n] = '\0';
+	*out = buf;
+out_close:
+	close(fd);
+	return n;
+}

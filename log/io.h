@@ -1,0 +1,53 @@
+/*
+ * Every system call the log engine makes on its files goes through these
+ * wrappers: they retry EINTR and short transfers, and return 0 or a
+ * negative errno (never -1 with errno set). A short read at end of file is
+ * reported as -EIO by io_pread_full, since every caller knows how many
+ * bytes must be there.
+ */
+#ifndef TOPICFS_LOG_IO_H
+#define TOPICFS_LOG_IO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+/* Read exactly len bytes at off; -EIO if the file ends first. */
+int io_pread_full(int fd, void *buf, size_t len, uint64_t off);
+
+/* Read up to len bytes at off; returns the count (0 at end) or -errno. */
+ssize_t io_pread(int fd, void *buf, size_t len, uint64_t off);
+
+/* Write exactly len bytes at off. */
+int io_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
+
+/* Write the iovecs (at most IOV_MAX) at off, all of them. iov is modified. */
+int io_pwritev_full(int fd, struct iovec *iov, int iovcnt, uint64_t off);
+
+int io_fsync(int fd);
+int io_fdatasync(int fd);
+int io_ftruncate(int fd, uint64_t len);
+
+/* Size of the open file, or -errno. */
+int64_t io_fsize(int fd);
+
+/* fsync the directory itself, so that created, renamed and removed names
+ * in it are durable. */
+int io_fsync_dir(int dir_fd);
+
+/*
+ * Durably replace the file `name` in directory dir_fd by len bytes at buf:
+ * write "<name>.tmp", fsync it, rename it over name, fsync the directory.
+ * After a crash at any point, name holds either the old or the new content
+ * whole. Every checkpoint of topicfs is written by this one function.
+ */
+int io_replace_file(int dir_fd, const char *name, const void *buf, size_t len);
+
+/*
+ * Read the whole file `name` (at most max bytes) into a new NUL-terminated
+ * buffer. Returns the length, -ENOENT if absent, -EFBIG if larger than max.
+ */
+ssize_t io_read_file(int dir_fd, const char *name, size_t max, char **out);
+
+#endif

@@ -1,0 +1,1595 @@
+/*
+ * A partition: the table of segments, checkpoints, recovery, appends,
+ * retention, truncation and the read path.
+ *
+ * Locks, in the order they are taken:
+ *   flush_lock   serialises flush, checkpoint writes, retention, truncation
+ *   append_lock  one appender; guards cfg, epochs, the codec scratch and
+ *                every write to the segment table
+ *   seg_lock     guards the segment table for readers looking a segment up
+ *   seg->verify_lock
+ * Readers take seg_lock only to find a segment they do not already hold;
+ * reading bytes inside a held segment takes no lock (see read_ends).
+ */
+#include "log.h"
+
+#include <assert.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "crc32c.h"
+#include "epoch.h"
+#include "format.h"
+#include "io.h"
+#include "segment.h"
+
+#define CHECKPOINT_FILE "checkpoint"
+#define CHECKPOINT_MAGIC "topicfs-partition-checkpoint 1\n"
+#define CLEAN_FILE "clean-shutdown"
+#define CHECKPOINT_BYTES_MAX 4096
+/* Segments one cursor can hold, and so extents one read can return. */
+#define CURSOR_HOLD_MAX 8
+
+/*
+ * The ends readers need, published together under a sequence counter so
+ * a reader never pairs an offset with a position from another append.
+ */
+struct log_ends {
+	_Atomic uint64_t leo, leo_pos, hw, hw_pos;
+};
+
+struct ends {
+	uint64_t leo, leo_pos, hw, hw_pos;
+};
+
+struct log {
+	char *path;
+	int dir_fd;
+
+	pthread_mutex_t flush_lock;
+	pthread_mutex_t append_lock;
+	pthread_mutex_t seg_lock;
+
+	struct log_config cfg;          /* append_lock */
+	struct seg **segs;              /* writes: append_lock + seg_lock */
+	uint32_t nsegs, segs_cap;       /* as segs */
+
+	atomic_uint ends_seq;           /* odd while ends are being changed */
+	struct log_ends ends;
+	_Atomic uint64_t start_offset, start_pos;
+	_Atomic uint64_t recovery_point;
+	atomic_int sticky;              /* 0 or positive errno */
+
+	struct epoch_cache epochs;      /* append_lock */
+	struct codec_ctx *codec;        /* append_lock */
+	uint8_t *zbuf;                  /* append_lock, compression output */
+	size_t zcap;
+	int64_t last_ts;                /* append_lock */
+	bool dir_dirty;                 /* append_lock: names not yet synced */
+	struct ends ckpt;               /* flush_lock: as last checkpointed */
+	uint64_t ckpt_start;            /* flush_lock */
+};
+
+struct log_cursor {
+	struct log *log;
+	struct seg *held[CURSOR_HOLD_MAX];
+	unsigned nheld;
+	/* The last decompressed batch (compressed segments only). */
+	struct seg *zseg;
+	uint64_t zpos;
+	uint32_t zlen;
+	uint8_t *zbuf;      /* logical bytes, LOG_BATCH_BYTES_MAX at most */
+	uint8_t *zstored;   /* stored bytes of that batch */
+	uint32_t *zlens;
+};
+
+/* ---- logging ----------------------------------------------------------- */
+
+static void log_default_logger(int priority, const char *msg, void *arg)
+{
+	(void)priority;
+	(void)arg;
+	fprintf(stderr, "topicfs: %s\n", msg);
+}
+
+static log_logger_fn *log_logger = log_default_logger;
+static void *log_logger_arg;
+
+void log_set_logger(log_logger_fn *fn, void *arg)
+{
+	log_logger = fn ? fn : log_default_logger;
+	log_logger_arg = arg;
+}
+
+__attribute__((format(printf, 3, 4)))
+static void log_msg(const struct log *l, int priority, const char *fmt, ...)
+{
+	char msg[512];
+	int n;
+	va_list ap;
+
+	n = snprintf(msg, sizeof(msg), "%s: ", l ? l->path : "log");
+	if (n < 0 || (size_t)n >= sizeof(msg))
+		n = 0;
+	va_start(ap, fmt);
+	vsnprintf(msg + n, sizeof(msg) - (size_t)n, fmt, ap);
+	va_end(ap);
+	log_logger(priority, msg, log_logger_arg);
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- configuration ----------------------------------------------------- */
+
+void log_config_default(struct log_config *c)
+{
+	*c = (struct log_config){
+		.segment_bytes = 1ull << 30,
+		.segment_ms = 7ll * 24 * 3600 * 1000,
+		.index_bytes = 10u << 20,
+		.index_interval_bytes = 4096,
+		.retention_ms = 7ll * 24 * 3600 * 1000,
+		.retention_bytes = -1,
+		.codec = LOG_CODEC_NONE,
+		.zstd_level = 3,
+		.batch_bytes = 1u << 20,
+	};
+}
+
+int log_config_check(const struct log_config *c)
+{
+	if (c->segment_bytes < LOG_SEGMENT_BYTES_MIN ||
+	    c->segment_bytes > LOG_SEGMENT_BYTES_MAX)
+		return -EINVAL;
+	if (c->segment_ms < 1 || c->index_interval_bytes < 1)
+		return -EINVAL;
+	if (c->index_bytes < LOG_INDEX_BYTES_MIN ||
+	    c->index_bytes > LOG_INDEX_BYTES_MAX)
+		return -EINVAL;
+	if (c->retention_ms < -1 || c->retention_bytes < -1)
+		return -EINVAL;
+	if (!codec_name(c->codec))
+		return -EINVAL;
+	if (c->zstd_level < 1 || c->zstd_level > 22)
+		return -EINVAL;
+	if (c->batch_bytes < 1 || c->batch_bytes > LOG_BATCH_BYTES_MAX)
+		return -EINVAL;
+	return 0;
+}
+
+static uint32_t log_idx_cap(const struct log *l)
+{
+	return l->cfg.index_bytes / INDEX_ENTRY_SIZE;
+}
+
+/* ---- published ends ---------------------------------------------------- */
+
+static void read_ends(struct log *l, struct ends *e)
+{
+	unsigned seq;
+
+	do {
+		while ((seq = atomic_load_explicit(&l->ends_seq,
+						   memory_order_acquire)) & 1)
+			;
+		e->leo = atomic_load_explicit(&l->ends.leo, memory_order_relaxed);
+		e->leo_pos = atomic_load_explicit(&l->ends.leo_pos,
+						  memory_order_relaxed);
+		e->hw = atomic_load_explicit(&l->ends.hw, memory_order_relaxed);
+		e->hw_pos = atomic_load_explicit(&l->ends.hw_pos,
+						 memory_order_relaxed);
+		atomic_thread_fence(memory_order_acquire);
+	} while (atomic_load_explicit(&l->ends_seq, memory_order_relaxed) != seq);
+}
+
+/* Called with append_lock held (the only writer). */
+static void write_ends(struct log *l, const struct ends *e)
+{
+	unsigned seq = atomic_load_explicit(&l->ends_seq, memory_order_relaxed);
+
+	atomic_store_explicit(&l->ends_seq, seq + 1, memory_order_relaxed);
+	atomic_thread_fence(memory_order_release);
+	atomic_store_explicit(&l->ends.leo, e->leo, memory_order_relaxed);
+	atomic_store_explicit(&l->ends.leo_pos, e->leo_pos, memory_order_relaxed);
+	atomic_store_explicit(&l->ends.hw, e->hw, memory_order_relaxed);
+	atomic_store_explicit(&l->ends.hw_pos, e->hw_pos, memory_order_relaxed);
+	atomic_store_explicit(&l->ends_seq, seq + 2, memory_order_release);
+}
+
+static struct seg *log_active(const struct log *l)
+{
+	return l->segs[l->nsegs - 1];
+}
+
+/* ---- segment table ----------------------------------------------------- */
+
+static int log_segs_push(struct log *l, struct seg *s)
+{
+	if (l->nsegs == l->segs_cap) {
+		uint32_t cap = l->segs_cap ? l->segs_cap * 2 : 8;
+		struct seg **n = malloc(cap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		if (l->nsegs)
+			memcpy(n, l->segs, l->nsegs * sizeof(*n));
+		pthread_mutex_lock(&l->seg_lock);
+		free(l->segs);
+		l->segs = n;
+		l->segs_cap = cap;
+		pthread_mutex_unlock(&l->seg_lock);
+	}
+	pthread_mutex_lock(&l->seg_lock);
+	l->segs[l->nsegs++] = s;
+	pthread_mutex_unlock(&l->seg_lock);
+	return 0;
+}
+
+/*
+ * Take segments [from, to) out of the table and drop them: their files
+ * are renamed to *.deleted at once and unlinked when the last reader lets
+ * go, so a new segment may reuse the name meanwhile.
+ */
+static void log_segs_drop(struct log *l, uint32_t from, uint32_t to)
+{
+	struct seg *gone[64];
+	uint32_t n = to - from;
+
+	while (n > 0) {
+		uint32_t k = n < 64 ? n : 64;
+		pthread_mutex_lock(&l->seg_lock);
+		memcpy(gone, l->segs + from, k * sizeof(*gone));
+		memmove(l->segs + from, l->segs + from + k,
+			(l->nsegs - from - k) * sizeof(*gone));
+		l->nsegs -= k;
+		pthread_mutex_unlock(&l->seg_lock);
+		for (uint32_t i = 0; i < k; i++)
+			seg_doom(gone[i]);
+		n -= k;
+	}
+	l->dir_dirty = true;
+}
+
+/* Index of the last segment whose key <= want (0 if none). seg_lock. */
+static uint32_t log_seg_floor(struct log *l, bool by_pos, uint64_t want)
+{
+	uint32_t lo = 0, hi = l->nsegs;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		uint64_t key = by_pos ? l->segs[mid]->base_pos :
+				       l->segs[mid]->base_offset;
+		if (key <= want)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo ? lo - 1 : 0;
+}
+
+/* A referenced segment holding offset or position want. */
+static struct seg *log_seg_get(struct log *l, bool by_pos, uint64_t want)
+{
+	struct seg *s;
+
+	pthread_mutex_lock(&l->seg_lock);
+	s = l->segs[log_seg_floor(l, by_pos, want)];
+	seg_ref(s);
+	pthread_mutex_unlock(&l->seg_lock);
+	return s;
+}
+
+/* ---- checkpoints ------------------------------------------------------- */
+
+/* Write the checkpoint file; flush_lock held. */
+static int log_checkpoint(struct log *l, uint64_t rp)
+{
+	char buf[CHECKPOINT_BYTES_MAX];
+	uint64_t start = atomic_load(&l->start_offset);
+	uint64_t start_pos = atomic_load(&l->start_pos);
+	struct ends e;
+	int n, rc;
+
+	read_ends(l, &e);
+	if (rp > e.leo)
+		rp = e.leo;
+	n = snprintf(buf, sizeof(buf),
+		     CHECKPOINT_MAGIC
+		     "log_start_offset %" PRIu64 "\n"
+		     "log_start_pos %" PRIu64 "\n"
+		     "recovery_point %" PRIu64 "\n"
+		     "high_watermark %" PRIu64 "\n",
+		     start, start_pos, rp, e.hw);
+	n += snprintf(buf + n, sizeof(buf) - (size_t)n, "crc32c %08x\n",
+		      crc32c(0, buf, (size_t)n));
+	rc = io_replace_file(l->dir_fd, CHECKPOINT_FILE, buf, (size_t)n);
+	if (rc < 0) {
+		log_msg(l, LOG_ERR, "writing checkpoint: %s", strerror(-rc));
+		return rc;
+	}
+	atomic_store(&l->recovery_point, rp);
+	l->ckpt = e;
+	l->ckpt_start = start;
+	return 0;
+}
+
+struct checkpoint {
+	uint64_t start, start_pos, rp, hw;
+};
+
+static int log_checkpoint_read(struct log *l, struct checkpoint *ck)
+{
+	char *buf, *crc_line;
+	unsigned long long v[4];
+	unsigned crc;
+	ssize_t n;
+	int rc = -EIO;
+
+	n = io_read_file(l->dir_fd, CHECKPOINT_FILE, CHECKPOINT_BYTES_MAX, &buf);
+	if (n < 0)
+		return (int)n;
+	crc_line = strstr(buf, "crc32c ");
+	if (crc_line && sscanf(crc_line, "crc32c %8x", &crc) == 1 &&
+	    crc == crc32c(0, buf, (size_t)(crc_line - buf)) &&
+	    sscanf(buf, CHECKPOINT_MAGIC "log_start_offset %llu\n"
+			"log_start_pos %llu\nrecovery_point %llu\n"
+			"high_watermark %llu\n",
+		   &v[0], &v[1], &v[2], &v[3]) == 4) {
+		*ck = (struct checkpoint){ v[0], v[1], v[2], v[3] };
+		rc = 0;
+	}
+	free(buf);
+	return rc;
+}
+
+/* ---- opening ----------------------------------------------------------- */
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * List the base offsets of the segments in the directory (those with a
+ * .meta file), sorted, and remove leftovers: *.tmp, *.deleted, and .log
+ * or .index files whose .meta never got written.
+ */
+static int log_list_segments(struct log *l, uint64_t **out, uint32_t *n_out)
+{
+	uint64_t *bases = NULL;
+	uint32_t n = 0, cap = 0;
+	struct dirent *de;
+	DIR *d;
+	int fd, rc = 0;
+
+	fd = openat(l->dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -errno;
+	}
+	while ((de = readdir(d))) {
+		const char *name = de->d_name, *dot = strchr(name, '.');
+		size_t len = strlen(name);
+		char *end;
+		uint64_t base;
+
+		if (len > 4 && (strcmp(name + len - 4, ".tmp") == 0 ||
+				(len > 8 && strcmp(name + len - 8, ".deleted") == 0))) {
+			unlinkat(l->dir_fd, name, 0);
+			continue;
+		}
+		if (!dot || dot - name != 20)
+			continue;
+		base = strtoull(name, &end, 10);
+		if (end != dot)
+			continue;
+		if (strcmp(dot, ".meta") != 0) {
+			char meta[64];
+			struct stat st;
+			seg_file_name(meta, sizeof(meta), base, "meta");
+			if ((strcmp(dot, ".log") == 0 || strcmp(dot, ".index") == 0) &&
+			    fstatat(l->dir_fd, meta, &st, 0) < 0 && errno == ENOENT)
+				unlinkat(l->dir_fd, name, 0);
+			continue;
+		}
+		if (n == cap) {
+			uint64_t *nb;
+			cap = cap ? cap * 2 : 16;
+			nb = realloc(bases, cap * sizeof(*bases));
+			if (!nb) {
+				rc = -ENOMEM;
+				break;
+			}
+			bases = nb;
+		}
+		bases[n++] = base;
+	}
+	closedir(d);
+	if (rc < 0) {
+		free(bases);
+		return rc;
+	}
+	if (n)
+		qsort(bases, n, sizeof(*bases), cmp_u64);
+	*out = bases;
+	*n_out = n;
+	return 0;
+}
+
+static void log_remove_segment_files(struct log *l, uint64_t base)
+{
+	static const char *const exts[] = { "meta", "index", "log" };
+	char name[64];
+
+	for (size_t i = 0; i < 3; i++) {
+		seg_file_name(name, sizeof(name), base, exts[i]);
+		unlinkat(l->dir_fd, name, 0);
+	}
+	l->dir_dirty = true;
+}
+
+/* Remove the segments with these bases from disk (after a cut). */
+static void log_remove_bases(struct log *l, const uint64_t *bases, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		log_msg(l, LOG_WARNING,
+			"segment %020" PRIu64 ": removed, it follows the point "
+			"where the log was cut", bases[i]);
+		log_remove_segment_files(l, bases[i]);
+	}
+}
+
+/*
+ * Open and load every segment. Segments that lie wholly below the log
+ * start are deleted; the ones at or after the recovery point are checked
+ * batch by batch unless the shutdown was clean.
+ */
+static int log_load_segments(struct log *l, const struct checkpoint *ck,
+			     bool clean)
+{
+	uint64_t *bases = NULL;
+	uint32_t n = 0, i = 0;
+	void *scratch = NULL;
+	int rc;
+
+	rc = log_list_segments(l, &bases, &n);
+	if (rc < 0)
+		return rc;
+	/* Segments that end at or below the log start were retained away. */
+	while (i + 1 < n && bases[i + 1] <= ck->start) {
+		log_remove_segment_files(l, bases[i]);
+		i++;
+	}
+	for (; i < n; i++) {
+		bool recover = !clean &&
+			       (i + 1 == n || bases[i + 1] > ck->rp);
+		struct seg *s;
+		bool cut = false;
+
+		rc = seg_open(l->dir_fd, bases[i], log_idx_cap(l), &s);
+		if (rc == 0 && l->nsegs > 0) {
+			struct seg *prev = log_active(l);
+			if (s->base_offset != prev->w.end_offset ||
+			    s->base_pos != prev->w.end_pos) {
+				seg_unref(s);
+				rc = -EIO;
+			}
+		}
+		if (rc < 0) {
+			if (recover || (!clean && bases[i] >= ck->rp)) {
+				log_msg(l, LOG_WARNING, "segment %020" PRIu64
+					": unreadable header (%s), cutting the "
+					"log here", bases[i], strerror(-rc));
+				log_remove_bases(l, bases + i, n - i);
+				rc = 0;
+				break;
+			}
+			log_msg(l, LOG_ERR, "segment %020" PRIu64 ": %s",
+				bases[i], strerror(-rc));
+			goto out;
+		}
+		if (!recover) {
+			rc = seg_load(s, l->cfg.index_interval_bytes);
+			if (rc == -EUCLEAN) {
+				log_msg(l, LOG_WARNING, "segment %020" PRIu64
+					": files do not end after the last "
+					"batch; recovering it", bases[i]);
+				recover = true;
+			} else if (rc < 0) {
+				log_msg(l, LOG_ERR, "segment %020" PRIu64
+					": %s", bases[i], strerror(-rc));
+				seg_unref(s);
+				goto out;
+			}
+		}
+		if (recover) {
+			if (!scratch)
+				scratch = malloc(LOG_BATCH_BYTES_MAX +
+						 4ull * LOG_BATCH_RECORDS_MAX);
+			rc = scratch ? seg_recover(s, ck->rp,
+						   l->cfg.index_interval_bytes,
+						   scratch, &cut) : -ENOMEM;
+			if (rc < 0) {
+				log_msg(l, LOG_ERR, "segment %020" PRIu64
+					": recovery failed: %s", bases[i],
+					strerror(-rc));
+				seg_unref(s);
+				goto out;
+			}
+		}
+		rc = log_segs_push(l, s);
+		if (rc < 0) {
+			seg_unref(s);
+			goto out;
+		}
+		if (cut) {
+			log_msg(l, LOG_WARNING, "segment %020" PRIu64
+				": cut at offset %" PRIu64 " (position %" PRIu64
+				"), the first batch that is torn or fails its "
+				"checksum", bases[i], s->w.end_offset,
+				s->w.end_pos);
+			log_remove_bases(l, bases + i + 1, n - i - 1);
+			break;
+		}
+	}
+out:
+	free(scratch);
+	free(bases);
+	return rc;
+}
+
+static int log_alloc(const char *dir, const struct log_config *cfg,
+		     struct log **out)
+{
+	struct log *l = calloc(1, sizeof(*l));
+
+	if (!l)
+		return -ENOMEM;
+	l->dir_fd = -1;
+	l->cfg = *cfg;
+	pthread_mutex_init(&l->flush_lock, NULL);
+	pthread_mutex_init(&l->append_lock, NULL);
+	pthread_mutex_init(&l->seg_lock, NULL);
+	l->path = strdup(dir);
+	l->codec = codec_ctx_new();
+	l->zcap = codec_bound(LOG_CODEC_LZ4, LOG_BATCH_BYTES_MAX);
+	if (codec_bound(LOG_CODEC_ZSTD, LOG_BATCH_BYTES_MAX) > l->zcap)
+		l->zcap = codec_bound(LOG_CODEC_ZSTD, LOG_BATCH_BYTES_MAX);
+	l->zbuf = malloc(l->zcap);
+	l->last_ts = -1;
+	*out = l;
+	if (!l->path || !l->codec || !l->zbuf)
+		return -ENOMEM;
+	return 0;
+}
+
+static void log_free(struct log *l)
+{
+	for (uint32_t i = 0; i < l->nsegs; i++)
+		seg_unref(l->segs[i]);
+	free(l->segs);
+	if (l->dir_fd >= 0)
+		close(l->dir_fd);
+	codec_ctx_free(l->codec);
+	free(l->zbuf);
+	free(l->path);
+	pthread_mutex_destroy(&l->flush_lock);
+	pthread_mutex_destroy(&l->append_lock);
+	pthread_mutex_destroy(&l->seg_lock);
+	free(l);
+}
+
+int log_open(const char *dir, const struct log_config *cfg, struct log **out)
+{
+	struct checkpoint ck = { 0, 0, 0, 0 };
+	struct ends e;
+	struct log *l = NULL;
+	struct seg *act;
+	bool clean;
+	int rc;
+
+	if (log_config_check(cfg) < 0)
+		return -EINVAL;
+	rc = log_alloc(dir, cfg, &l);
+	if (rc < 0)
+		goto out_free;
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+		rc = -errno;
+		goto out_free;
+	}
+	l->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (l->dir_fd < 0) {
+		rc = -errno;
+		goto out_free;
+	}
+	clean = faccessat(l->dir_fd, CLEAN_FILE, F_OK, 0) == 0;
+	rc = log_checkpoint_read(l, &ck);
+	if (rc < 0 && rc != -ENOENT) {
+		log_msg(l, LOG_WARNING, "checkpoint unreadable, recovering "
+			"the whole log");
+		clean = false;
+	}
+	rc = epoch_load(&l->epochs, l->dir_fd);
+	if (rc < 0)
+		log_msg(l, LOG_WARNING, "leader-epoch checkpoint unreadable, "
+			"starting an empty one");
+
+	rc = log_load_segments(l, &ck, clean);
+	if (rc < 0)
+		goto out_free;
+	if (l->nsegs == 0) {
+		struct seg *s;
+		rc = seg_create(l->dir_fd, ck.start, ck.start_pos, l->cfg.codec,
+				now_ms(), log_idx_cap(l), &s);
+		if (rc == 0)
+			rc = log_segs_push(l, s);
+		if (rc < 0)
+			goto out_free;
+		l->dir_dirty = true;
+	}
+	act = log_active(l);
+	e.leo = act->w.end_offset;
+	e.leo_pos = act->w.end_pos;
+	if (ck.start < l->segs[0]->base_offset || ck.start > e.leo)
+		ck.start = l->segs[0]->base_offset;
+	atomic_store(&l->start_offset, ck.start);
+	if (ck.start == l->segs[0]->base_offset) {
+		atomic_store(&l->start_pos, l->segs[0]->base_pos);
+	} else {
+		write_ends(l, &(struct ends){ e.leo, e.leo_pos, e.leo, e.leo_pos });
+		rc = log_offset_to_pos(l, ck.start, &ck.start_pos);
+		if (rc < 0)
+			goto out_free;
+		atomic_store(&l->start_pos, ck.start_pos);
+	}
+	e.hw = ck.hw < ck.start ? ck.start : ck.hw > e.leo ? e.leo : ck.hw;
+	e.hw_pos = e.leo_pos;
+	write_ends(l, &e);
+	if (e.hw < e.leo) {
+		rc = log_offset_to_pos(l, e.hw, &e.hw_pos);
+		if (rc < 0)
+			goto out_free;
+		write_ends(l, &e);
+	}
+	for (uint32_t i = 0; i < l->nsegs; i++) {
+		int64_t ts = atomic_load(&l->segs[i]->max_ts);
+		if (ts > l->last_ts)
+			l->last_ts = ts;
+	}
+	if (epoch_truncate_end(&l->epochs, e.leo + 1) |
+	    epoch_truncate_start(&l->epochs, ck.start)) {
+		rc = epoch_save(&l->epochs, l->dir_fd);
+		if (rc < 0)
+			goto out_free;
+	}
+
+	/* Recovered bytes become durable, and the marker goes, before any
+	 * append can change the log. */
+	atomic_store(&l->recovery_point, clean ? e.leo : ck.rp);
+	pthread_mutex_lock(&l->flush_lock);
+	rc = 0;
+	if (!clean) {
+		for (uint32_t i = 0; i < l->nsegs && rc == 0; i++) {
+			if (l->segs[i]->w.end_offset > ck.rp ||
+			    i + 1 == l->nsegs)
+				rc = seg_sync(l->segs[i]);
+		}
+	}
+	if (rc == 0 && unlinkat(l->dir_fd, CLEAN_FILE, 0) < 0 && errno != ENOENT)
+		rc = -errno;
+	if (rc == 0)
+		rc = io_fsync_dir(l->dir_fd);
+	if (rc == 0)
+		rc = log_checkpoint(l, e.leo);
+	l->dir_dirty = false;
+	pthread_mutex_unlock(&l->flush_lock);
+	if (rc < 0)
+		goto out_free;
+	*out = l;
+	return 0;
+
+out_free:
+	if (l) {
+		log_msg(l, LOG_ERR, "cannot open partition: %s", strerror(-rc));
+		log_free(l);
+	}
+	return rc;
+}
+
+const char *log_path(const struct log *l)
+{
+	return l->path;
+}
+
+int log_set_config(struct log *l, const struct log_config *cfg)
+{
+	if (log_config_check(cfg) < 0)
+		return -EINVAL;
+	pthread_mutex_lock(&l->append_lock);
+	l->cfg = *cfg;
+	pthread_mutex_unlock(&l->append_lock);
+	return 0;
+}
+
+/* ---- appending --------------------------------------------------------- */
+
+static bool log_should_roll(const struct log *l, const struct seg *s,
+			    uint32_t stored_len, uint32_t count, int64_t now)
+{
+	const struct seg_tail *t = &s->w;
+
+	if (t->end_offset == s->base_offset)
+		return false;
+	return s->codec != l->cfg.codec ||
+	       t->data_end + stored_len > l->cfg.segment_bytes ||
+	       t->meta_end + batch_meta_size(count) > l->cfg.segment_bytes ||
+	       t->idx_count >= s->idx_cap ||
+	       now - s->first_ts >= l->cfg.segment_ms;
+}
+
+static int log_roll(struct log *l, int64_t now)
+{
+	struct seg *old = log_active(l), *s;
+	int rc;
+
+	rc = seg_create(l->dir_fd, old->w.end_offset, old->w.end_pos,
+			l->cfg.codec, now, log_idx_cap(l), &s);
+	if (rc < 0)
+		return rc;
+	rc = log_segs_push(l, s);
+	if (rc < 0) {
+		seg_doom(s);
+		return rc;
+	}
+	l->dir_dirty = true;
+	return 0;
+}
+
+/* Write one batch of n records into the active segment, rolling first if
+ * it is full. append_lock held. */
+static int log_write_batch(struct log *l, const uint8_t *payload, uint32_t len,
+			   const uint32_t *lens, uint32_t n, uint32_t epoch,
+			   int64_t ts, int64_t now)
+{
+	int codec = l->cfg.codec;
+	const void *stored = payload;
+	uint32_t stored_len = len;
+	struct batch_hdr h;
+	struct seg *s;
+	int rc;
+
+	if (codec != LOG_CODEC_NONE) {
+		ssize_t z = codec_compress(l->codec, codec, l->cfg.zstd_level,
+					   l->zbuf, l->zcap, payload, len);
+		if (z < 0)
+			return (int)z;
+		stored = l->zbuf;
+		stored_len = (uint32_t)z;
+	}
+	if (log_should_roll(l, log_active(l), stored_len, n, now)) {
+		rc = log_roll(l, now);
+		if (rc < 0)
+			return rc;
+	}
+	s = log_active(l);
+	h = (struct batch_hdr){
+		.base_offset = s->w.end_offset,
+		.pos = s->w.end_pos,
+		.max_ts = ts,
+		.count = n,
+		.stored_len = stored_len,
+		.logical_len = len,
+		.epoch = epoch,
+		.codec = (uint8_t)codec,
+	};
+	return seg_write_batch(s, &h, lens, stored,
+			       l->cfg.index_interval_bytes);
+}
+
+/* Undo a failed append: drop new segments, cut the old active back. */
+static int log_append_undo(struct log *l, uint32_t nsegs,
+			   const struct seg_tail *saved, uint32_t epochs_n)
+{
+	int rc;
+
+	if (l->nsegs > nsegs)
+		log_segs_drop(l, nsegs, l->nsegs);
+	rc = seg_cut(log_active(l), saved);
+	if (rc == 0 && l->epochs.n != epochs_n) {
+		l->epochs.n = epochs_n;
+		rc = epoch_save(&l->epochs, l->dir_fd);
+	}
+	return rc;
+}
+
+static void log_stick(struct log *l, int err, const char *what)
+{
+	int expected = 0;
+
+	if (atomic_compare_exchange_strong(&l->sticky, &expected, err))
+		log_msg(l, LOG_CRIT, "%s failed (%s): refusing appends until "
+			"the partition is reopened", what, strerror(err));
+}
+
+int log_append(struct log *l, const void *payload, size_t len,
+	       const uint32_t *lens, uint32_t n,
+	       const struct log_append_opts *opts,
+	       struct log_append_info *info)
+{
+	const uint8_t *p = payload;
+	uint64_t sum = 0;
+	struct seg_tail saved;
+	uint32_t nsegs, epochs_n, epoch, i;
+	int64_t now, ts;
+	struct ends e;
+	int rc;
+
+	if (n == 0)
+		return -EINVAL;
+	for (i = 0; i < n; i++) {
+		if (lens[i] == 0 || lens[i] > LOG_BATCH_BYTES_MAX)
+			return lens[i] ? -EMSGSIZE : -EINVAL;
+		sum += lens[i];
+	}
+	if (sum != len)
+		return -EINVAL;
+
+	pthread_mutex_lock(&l->append_lock);
+	rc = -atomic_load(&l->sticky);
+	if (rc < 0) {
+		rc = -EROFS;
+		goto out_unlock;
+	}
+	epoch = opts ? opts->epoch : epoch_latest(&l->epochs);
+	if (l->epochs.n && epoch < epoch_latest(&l->epochs)) {
+		log_msg(l, LOG_ERR, "append with leader epoch %" PRIu32
+			" below the current %" PRIu32, epoch,
+			epoch_latest(&l->epochs));
+		rc = -EINVAL;
+		goto out_unlock;
+	}
+	now = now_ms();
+	ts = opts && opts->timestamp_ms > 0 ? opts->timestamp_ms : now;
+	if (ts < l->last_ts)
+		ts = l->last_ts;
+
+	nsegs = l->nsegs;
+	saved = log_active(l)->w;
+	epochs_n = l->epochs.n;
+	if (epoch_assign(&l->epochs, epoch, saved.end_offset)) {
+		rc = epoch_save(&l->epochs, l->dir_fd);
+		if (rc < 0) {
+			l->epochs.n = epochs_n;
+			goto out_unlock;
+		}
+	}
+	for (i = 0; i < n && rc == 0;) {
+		uint32_t j = i, blen = 0;
+
+		while (j < n && j - i < LOG_BATCH_RECORDS_MAX &&
+		       (j == i || blen + lens[j] <= l->cfg.batch_bytes))
+			blen += lens[j++];
+		rc = log_write_batch(l, p, blen, lens + i, j - i, epoch, ts, now);
+		p += blen;
+		i = j;
+	}
+	if (rc < 0) {
+		int urc = log_append_undo(l, nsegs, &saved, epochs_n);
+		log_msg(l, LOG_ERR, "append of %" PRIu32 " records failed: %s",
+			n, strerror(-rc));
+		if (urc < 0)
+			log_stick(l, -urc, "undoing a failed append");
+		goto out_unlock;
+	}
+
+	/* Seal the segments that were rolled over, then publish. */
+	for (i = nsegs - 1; i < l->nsegs; i++) {
+		if (i + 1 < l->nsegs) {
+			rc = seg_seal(l->segs[i]);
+			if (rc < 0)
+				log_stick(l, -rc, "sealing a segment");
+		}
+		seg_publish(l->segs[i]);
+	}
+	rc = 0;
+	l->last_ts = ts;
+	read_ends(l, &e);
+	e.leo = log_active(l)->w.end_offset;
+	e.leo_pos = log_active(l)->w.end_pos;
+	write_ends(l, &e);
+	if (info) {
+		info->base_offset = saved.end_offset;
+		info->end_offset = e.leo;
+		info->base_pos = saved.end_pos;
+		info->end_pos = e.leo_pos;
+		info->timestamp_ms = ts;
+	}
+out_unlock:
+	pthread_mutex_unlock(&l->append_lock);
+	return rc;
+}
+
+int log_set_hw(struct log *l, uint64_t hw)
+{
+	uint64_t start = atomic_load(&l->start_offset);
+	struct ends e;
+	int rc = 0;
+
+	pthread_mutex_lock(&l->append_lock);
+	read_ends(l, &e);
+	if (hw < start)
+		hw = start;
+	if (hw >= e.leo) {
+		e.hw = e.leo;
+		e.hw_pos = e.leo_pos;
+	} else {
+		rc = log_offset_to_pos(l, hw, &e.hw_pos);
+		e.hw = hw;
+	}
+	if (rc == 0)
+		write_ends(l, &e);
+	pthread_mutex_unlock(&l->append_lock);
+	return rc;
+}
+
+/* ---- flushing ---------------------------------------------------------- */
+
+/*
+ * Sync the segments holding offsets at or past the recovery point, oldest
+ * first, at most FLUSH_SEGS_MAX per round; returns the new recovery point.
+ */
+#define FLUSH_SEGS_MAX 64
+
+static int log_flush_round(struct log *l, uint64_t rp, uint64_t *new_rp)
+{
+	struct seg *todo[FLUSH_SEGS_MAX];
+	uint32_t n = 0, i;
+	bool dir;
+	int rc;
+
+	pthread_mutex_lock(&l->append_lock);
+	if (atomic_load(&l->sticky)) {
+		pthread_mutex_unlock(&l->append_lock);
+		return -EROFS;
+	}
+	dir = l->dir_dirty;
+	l->dir_dirty = false;
+	for (i = l->nsegs; i > 0 && l->segs[i - 1]->w.end_offset > rp; i--)
+		;
+	if (i == l->nsegs)
+		i = l->nsegs - 1;
+	for (; i < l->nsegs && n < FLUSH_SEGS_MAX; i++) {
+		seg_ref(l->segs[i]);
+		todo[n++] = l->segs[i];
+	}
+	*new_rp = todo[n - 1]->w.end_offset;
+	pthread_mutex_unlock(&l->append_lock);
+	rc = 0;
+	for (i = 0; i < n; i++) {
+		if (rc == 0)
+			rc = seg_sync(todo[i]);
+		seg_unref(todo[i]);
+	}
+	if (rc == 0 && dir)
+		rc = io_fsync_dir(l->dir_fd);
+	if (rc < 0) {
+		/* The page cache may have dropped the failed pages: nothing
+		 * written since the last good flush can be trusted. */
+		log_stick(l, -rc, "fsync");
+		return -EIO;
+	}
+	return 0;
+}
+
+int log_flush(struct log *l)
+{
+	uint64_t rp, leo;
+	int rc;
+
+	pthread_mutex_lock(&l->flush_lock);
+	rp = atomic_load(&l->recovery_point);
+	pthread_mutex_lock(&l->append_lock);
+	leo = log_active(l)->w.end_offset;
+	pthread_mutex_unlock(&l->append_lock);
+	do {
+		rc = log_flush_round(l, rp, &rp);
+	} while (rc == 0 && rp < leo);
+	if (rc == 0 && (rp != atomic_load(&l->recovery_point) ||
+			l->ckpt.hw != atomic_load(&l->ends.hw) ||
+			l->ckpt_start != atomic_load(&l->start_offset)))
+		rc = log_checkpoint(l, rp);
+	pthread_mutex_unlock(&l->flush_lock);
+	return rc;
+}
+
+/* ---- closing ----------------------------------------------------------- */
+
+int log_close(struct log *l)
+{
+	int rc, fd;
+
+	rc = log_flush(l);
+	if (rc == 0)
+		rc = seg_seal(log_active(l));
+	if (rc == 0)
+		rc = seg_sync(log_active(l));
+	if (rc == 0) {
+		fd = openat(l->dir_fd, CLEAN_FILE,
+			    O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (fd < 0)
+			rc = -errno;
+		else {
+			rc = io_fsync(fd);
+			close(fd);
+		}
+	}
+	if (rc == 0)
+		rc = io_fsync_dir(l->dir_fd);
+	if (rc < 0)
+		log_msg(l, LOG_ERR, "unclean close: %s", strerror(-rc));
+	log_free(l);
+	return rc;
+}
+
+void log_abandon(struct log *l)
+{
+	log_free(l);
+}
+
+/* ---- retention and truncation ------------------------------------------ */
+
+static uint64_t seg_size(struct seg *s)
+{
+	return s->w.data_end;
+}
+
+int log_retention(struct log *l, int64_t now)
+{
+	uint64_t total = 0, start, start_pos;
+	struct ends e;
+	uint32_t k = 0;
+	int rc = 0;
+
+	pthread_mutex_lock(&l->flush_lock);
+	pthread_mutex_lock(&l->append_lock);
+	read_ends(l, &e);
+	for (uint32_t i = 0; i < l->nsegs; i++)
+		total += seg_size(l->segs[i]);
+	while (k + 1 < l->nsegs) {
+		struct seg *s = l->segs[k];
+		int64_t ts = s->w.max_ts;
+		bool by_time = l->cfg.retention_ms >= 0 && ts >= 0 &&
+			       now - ts > l->cfg.retention_ms;
+		bool by_size = l->cfg.retention_bytes >= 0 &&
+			       total - seg_size(s) >= (uint64_t)l->cfg.retention_bytes;
+
+		if (!(by_time || by_size) || s->w.end_offset > e.hw)
+			break;
+		total -= seg_size(s);
+		k++;
+	}
+	if (k == 0)
+		goto out_unlock;
+	start = l->segs[k]->base_offset;
+	start_pos = l->segs[k]->base_pos;
+	if (start < atomic_load(&l->start_offset)) {
+		start = atomic_load(&l->start_offset);
+		start_pos = atomic_load(&l->start_pos);
+	}
+	/* The new start is durable before any file goes. */
+	atomic_store(&l->start_pos, start_pos);
+	atomic_store(&l->start_offset, start);
+	if (epoch_truncate_start(&l->epochs, start))
+		rc = epoch_save(&l->epochs, l->dir_fd);
+	if (rc == 0)
+		rc = log_checkpoint(l, atomic_load(&l->recovery_point));
+	if (rc < 0)
+		goto out_unlock;
+	log_msg(l, LOG_INFO, "retention: deleting %" PRIu32 " segment(s), "
+		"log start now %" PRIu64, k, start);
+	log_segs_drop(l, 0, k);
+	rc = (int)k;
+out_unlock:
+	pthread_mutex_unlock(&l->append_lock);
+	pthread_mutex_unlock(&l->flush_lock);
+	return rc;
+}
+
+/* Tail of segment s cut just before batch b. */
+static int log_tail_before(struct seg *s, const struct seg_batch *b,
+			   struct seg_tail *t)
+{
+	uint32_t lo = 0, hi = atomic_load(&s->idx_count);
+
+	*t = (struct seg_tail){
+		.end_offset = b->h.base_offset,
+		.end_pos = b->h.pos,
+		.data_end = b->h.data_pos,
+		.meta_end = b->meta_pos,
+		.max_ts = -1,
+	};
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		struct index_entry e;
+		index_entry_decode(s->idx_map + (size_t)mid * INDEX_ENTRY_SIZE, &e);
+		if (e.meta_pos < b->meta_pos)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	t->idx_count = lo;
+	if (b->h.base_offset > s->base_offset) {
+		struct seg_batch prev;
+		int rc = seg_find_offset(s, b->h.base_offset - 1, &prev);
+		if (rc < 0)
+			return rc;
+		t->max_ts = prev.h.max_ts;
+		t->last_epoch = prev.h.epoch;
+	}
+	return 0;
+}
+
+int log_truncate(struct log *l, uint64_t offset, uint64_t *leo_out)
+{
+	uint64_t start = atomic_load(&l->start_offset);
+	struct seg_tail t;
+	struct seg_batch b;
+	struct ends e;
+	uint32_t k;
+	struct seg *s;
+	int rc = 0;
+
+	pthread_mutex_lock(&l->flush_lock);
+	pthread_mutex_lock(&l->append_lock);
+	read_ends(l, &e);
+	if (offset >= e.leo)
+		goto out_done;
+	if (offset < start) {
+		rc = -ERANGE;
+		goto out_unlock;
+	}
+	k = log_seg_floor(l, false, offset);
+	s = l->segs[k];
+	if (offset == s->base_offset && k > 0) {
+		log_segs_drop(l, k, l->nsegs);
+	} else {
+		rc = seg_find_offset(s, offset, &b);
+		if (rc == 0)
+			rc = log_tail_before(s, &b, &t);
+		if (rc < 0)
+			goto out_unlock;
+		if (k + 1 < l->nsegs)
+			log_segs_drop(l, k + 1, l->nsegs);
+		rc = seg_cut(s, &t);
+		if (rc < 0) {
+			log_stick(l, -rc, "truncating a segment");
+			goto out_unlock;
+		}
+	}
+	s = log_active(l);
+	l->last_ts = s->w.max_ts;
+	e.leo = s->w.end_offset;
+	e.leo_pos = s->w.end_pos;
+	if (e.hw > e.leo) {
+		e.hw = e.leo;
+		e.hw_pos = e.leo_pos;
+	}
+	write_ends(l, &e);
+	if (atomic_load(&l->recovery_point) > e.leo)
+		atomic_store(&l->recovery_point, e.leo);
+	if (epoch_truncate_end(&l->epochs, e.leo))
+		rc = epoch_save(&l->epochs, l->dir_fd);
+	if (rc == 0)
+		rc = seg_sync(s);
+	if (rc == 0)
+		rc = io_fsync_dir(l->dir_fd);
+	if (rc == 0)
+		rc = log_checkpoint(l, atomic_load(&l->recovery_point));
+	log_msg(l, LOG_NOTICE, "truncated to offset %" PRIu64, e.leo);
+out_done:
+	*leo_out = e.leo;
+out_unlock:
+	pthread_mutex_unlock(&l->append_lock);
+	pthread_mutex_unlock(&l->flush_lock);
+	return rc;
+}
+
+/* ---- state and lookups ------------------------------------------------- */
+
+void log_get_state(struct log *l, struct log_state *st)
+{
+	struct ends e;
+
+	read_ends(l, &e);
+	st->start_offset = atomic_load(&l->start_offset);
+	st->start_pos = atomic_load(&l->start_pos);
+	st->hw = e.hw;
+	st->hw_pos = e.hw_pos;
+	st->leo = e.leo;
+	st->leo_pos = e.leo_pos;
+	st->recovery_point = atomic_load(&l->recovery_point);
+	st->sticky_error = atomic_load(&l->sticky);
+	st->size_bytes = 0;
+	st->max_ts = -1;
+	pthread_mutex_lock(&l->seg_lock);
+	st->segments = l->nsegs;
+	for (uint32_t i = 0; i < l->nsegs; i++) {
+		int64_t ts = atomic_load(&l->segs[i]->max_ts);
+		st->size_bytes += atomic_load(&l->segs[i]->data_end);
+		if (ts > st->max_ts)
+			st->max_ts = ts;
+	}
+	pthread_mutex_unlock(&l->seg_lock);
+	pthread_mutex_lock(&l->append_lock);
+	st->leader_epoch = epoch_latest(&l->epochs);
+	pthread_mutex_unlock(&l->append_lock);
+}
+
+int log_offset_to_pos(struct log *l, uint64_t offset, uint64_t *pos)
+{
+	struct seg_batch b;
+	struct ends e;
+	struct seg *s;
+	uint64_t off;
+	int rc;
+
+	read_ends(l, &e);
+	if (offset == e.leo) {
+		*pos = e.leo_pos;
+		return 0;
+	}
+	if (offset > e.leo || offset < atomic_load(&l->start_offset))
+		return -ERANGE;
+	s = log_seg_get(l, false, offset);
+	rc = seg_find_offset(s, offset, &b);
+	if (rc == 0)
+		rc = seg_batch_locate(s, &b, offset, 0, &off, pos);
+	seg_unref(s);
+	return rc;
+}
+
+int log_pos_to_offset(struct log *l, uint64_t pos, uint64_t *offset,
+		      uint64_t *rec_pos)
+{
+	struct seg_batch b;
+	struct ends e;
+	struct seg *s;
+	int rc;
+
+	read_ends(l, &e);
+	if (pos >= e.leo_pos || pos < atomic_load(&l->start_pos))
+		return -ERANGE;
+	s = log_seg_get(l, true, pos);
+	rc = seg_find_pos(s, pos, &b);
+	if (rc == 0)
+		rc = seg_batch_locate(s, &b, UINT64_MAX, pos, offset, rec_pos);
+	seg_unref(s);
+	return rc;
+}
+
+int log_time_to_offset(struct log *l, int64_t ts, uint64_t *offset)
+{
+	uint64_t start = atomic_load(&l->start_offset);
+	struct seg_batch b;
+	struct ends e;
+	struct seg *s = NULL;
+	int rc;
+
+	read_ends(l, &e);
+	pthread_mutex_lock(&l->seg_lock);
+	for (uint32_t i = 0; i < l->nsegs; i++) {
+		if (atomic_load(&l->segs[i]->max_ts) >= ts) {
+			s = l->segs[i];
+			seg_ref(s);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&l->seg_lock);
+	if (!s) {
+		*offset = e.leo;
+		return 0;
+	}
+	rc = seg_find_time(s, ts, &b);
+	seg_unref(s);
+	if (rc == -ENOENT) {
+		*offset = e.leo;
+		return 0;
+	}
+	if (rc < 0)
+		return rc;
+	*offset = b.h.base_offset < start ? start : b.h.base_offset;
+	if (*offset > e.leo)
+		*offset = e.leo;
+	return 0;
+}
+
+int log_epoch_end(struct log *l, uint32_t epoch, uint32_t *found_epoch,
+		  uint64_t *end_offset)
+{
+	int rc;
+
+	pthread_mutex_lock(&l->append_lock);
+	rc = epoch_end_offset(&l->epochs, epoch, log_active(l)->w.end_offset,
+			      found_epoch, end_offset);
+	pthread_mutex_unlock(&l->append_lock);
+	return rc;
+}
+
+/* ---- reading ----------------------------------------------------------- */
+
+int log_cursor_new(struct log *l, struct log_cursor **out)
+{
+	struct log_cursor *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return -ENOMEM;
+	c->log = l;
+	*out = c;
+	return 0;
+}
+
+static void cursor_drop_zcache(struct log_cursor *c)
+{
+	if (c->zseg)
+		seg_unref(c->zseg);
+	c->zseg = NULL;
+}
+
+void log_cursor_free(struct log_cursor *c)
+{
+	if (!c)
+		return;
+	for (unsigned i = 0; i < c->nheld; i++)
+		seg_unref(c->held[i]);
+	cursor_drop_zcache(c);
+	free(c->zbuf);
+	free(c->zstored);
+	free(c->zlens);
+	free(c);
+}
+
+static bool seg_covers(struct seg *s, uint64_t pos)
+{
+	return !atomic_load(&s->doomed) && s->base_pos <= pos &&
+	       pos < atomic_load_explicit(&s->end_pos, memory_order_acquire);
+}
+
+/*
+ * The segment holding pos, referenced in c->held. The segments the last
+ * read held (old[]) are reused first, so that sequential reads within a
+ * segment take no lock.
+ */
+static struct seg *cursor_seg(struct log_cursor *c, struct seg **old,
+			      unsigned *nold, uint64_t pos)
+{
+	struct seg *s;
+
+	for (unsigned i = 0; i < c->nheld; i++) {
+		if (seg_covers(c->held[i], pos))
+			return c->held[i];
+	}
+	for (unsigned i = 0; i < *nold; i++) {
+		if (seg_covers(old[i], pos)) {
+			s = old[i];
+			old[i] = old[--*nold];
+			c->held[c->nheld++] = s;
+			return s;
+		}
+	}
+	s = log_seg_get(c->log, true, pos);
+	if (!seg_covers(s, pos)) {
+		seg_unref(s);
+		return NULL;
+	}
+	c->held[c->nheld++] = s;
+	return s;
+}
+
+/* Make the cursor's cache hold the batch of compressed segment s with pos. */
+static int cursor_load_batch(struct log_cursor *c, struct seg *s, uint64_t pos)
+{
+	struct seg_batch b;
+	int rc;
+
+	if (c->zseg == s && !atomic_load(&s->doomed) && c->zpos <= pos &&
+	    pos < c->zpos + c->zlen)
+		return 0;
+	cursor_drop_zcache(c);
+	if (!c->zbuf) {
+		c->zbuf = malloc(LOG_BATCH_BYTES_MAX);
+		c->zstored = malloc(codec_bound(LOG_CODEC_ZSTD,
+						LOG_BATCH_BYTES_MAX) +
+				    codec_bound(LOG_CODEC_LZ4,
+						LOG_BATCH_BYTES_MAX));
+		c->zlens = malloc(4ull * LOG_BATCH_RECORDS_MAX);
+		if (!c->zbuf || !c->zstored || !c->zlens)
+			return -ENOMEM;
+	}
+	rc = seg_find_pos(s, pos, &b);
+	if (rc == 0)
+		rc = seg_read_batch(s, &b, c->zlens, c->zstored);
+	if (rc == 0)
+		rc = codec_decompress(c->log->codec, b.h.codec, c->zbuf,
+				      b.h.logical_len, c->zstored,
+				      b.h.stored_len);
+	if (rc < 0) {
+		log_msg(c->log, LOG_ERR, "segment %020" PRIu64 ": batch at "
+			"position %" PRIu64 ": %s", s->base_offset, pos,
+			rc == -EIO ? "checksum or decompression failed" :
+			strerror(-rc));
+		return rc;
+	}
+	seg_ref(s);
+	c->zseg = s;
+	c->zpos = b.h.pos;
+	c->zlen = b.h.logical_len;
+	return 0;
+}
+
+ssize_t log_read(struct log_cursor *c, uint64_t *pos, size_t len,
+		 struct log_extent *ext, unsigned max_ext, unsigned *n_ext)
+{
+	struct log *l = c->log;
+	struct seg *old[CURSOR_HOLD_MAX];
+	unsigned nold = c->nheld, n = 0;
+	uint64_t start = atomic_load(&l->start_pos), at;
+	size_t total = 0;
+	struct ends e;
+	int rc = 0;
+
+	memcpy(old, c->held, sizeof(old));
+	c->nheld = 0;
+	read_ends(l, &e);
+	if (*pos < start)
+		*pos = start;
+	if (max_ext > CURSOR_HOLD_MAX)
+		max_ext = CURSOR_HOLD_MAX;
+	if (*pos >= e.hw_pos)
+		len = 0;
+	else if (len > e.hw_pos - *pos)
+		len = (size_t)(e.hw_pos - *pos);
+	at = *pos;
+	while (total < len && n < max_ext) {
+		struct seg *s = cursor_seg(c, old, &nold, at);
+		uint64_t end;
+
+		if (!s) {
+			rc = -EAGAIN; /* raced with truncation */
+			break;
+		}
+		end = atomic_load_explicit(&s->end_pos, memory_order_acquire);
+		if (end > at + (len - total))
+			end = at + (len - total);
+		if (s->codec == LOG_CODEC_NONE) {
+			rc = seg_verify_range(s, at, end);
+			if (rc < 0) {
+				log_msg(l, LOG_ERR, "segment %020" PRIu64
+					": read at position %" PRIu64 ": %s",
+					s->base_offset, at, rc == -EIO ?
+					"batch failed its checksum" :
+					strerror(-rc));
+				break;
+			}
+			ext[n++] = (struct log_extent){
+				.fd = s->log_fd,
+				.off = at - s->base_pos,
+				.len = (size_t)(end - at),
+			};
+		} else {
+			rc = cursor_load_batch(c, s, at);
+			if (rc < 0)
+				break;
+			if (end > c->zpos + c->zlen)
+				end = c->zpos + c->zlen;
+			ext[n++] = (struct log_extent){
+				.fd = -1,
+				.mem = c->zbuf + (at - c->zpos),
+				.len = (size_t)(end - at),
+			};
+			total += (size_t)(end - at);
+			break; /* one cached batch per read */
+		}
+		total += (size_t)(end - at);
+		at = end;
+	}
+	for (unsigned i = 0; i < nold; i++)
+		seg_unref(old[i]);
+	*n_ext = n;
+	if (total > 0)
+		return (ssize_t)total;
+	return rc;
+}
+
+ssize_t log_read_copy(struct log_cursor *c, uint64_t *pos, void *buf,
+		      size_t len)
+{
+	struct log_extent ext[CURSOR_HOLD_MAX];
+	uint8_t *out = buf;
+	uint64_t at = *pos;
+	size_t done = 0;
+	bool first = true;
+
+	while (done < len) {
+		unsigned n;
+		uint64_t want = at;
+		ssize_t got = log_read(c, &want, len - done, ext,
+				       CURSOR_HOLD_MAX, &n);
+		if (got < 0) {
+			if (done == 0)
+				return got;
+			break;
+		}
+		if (got == 0)
+			break;
+		if (first)
+			*pos = want;
+		else if (want != at)
+			break; /* retention moved the start under us */
+		first = false;
+		for (unsigned i = 0; i < n; i++) {
+			if (ext[i].mem) {
+				memcpy(out + done, ext[i].mem, ext[i].len);
+			} else {
+				int rc = io_pread_full(ext[i].fd, out + done,
+						       ext[i].len, ext[i].off);
+				if (rc < 0)
+					return done ? (ssize_t)done : rc;
+			}
+			done += ext[i].len;
+		}
+		at = want + (uint64_t)got;
+	}
+	return (ssize_t)done;
+}
+
+int log_scrub(struct log *l)
+{
+	uint32_t bad = 0;
+
+	for (uint32_t i = 0;; i++) {
+		struct seg *s = NULL;
+		uint64_t end;
+
+		pthread_mutex_lock(&l->seg_lock);
+		if (i < l->nsegs) {
+			s = l->segs[i];
+			seg_ref(s);
+		}
+		pthread_mutex_unlock(&l->seg_lock);
+		if (!s)
+			break;
+		end = atomic_load_explicit(&s->end_pos, memory_order_acquire);
+		if (seg_verify_range(s, s->base_pos, end) == -ENOMEM) {
+			seg_unref(s);
+			return -ENOMEM;
+		}
+		if (seg_bad_count(s) > 0)
+			log_msg(l, LOG_ERR, "segment %020" PRIu64 ": scrub found "
+				"%" PRIu32 " bad batch(es)", s->base_offset,
+				seg_bad_count(s));
+		bad += seg_bad_count(s);
+		seg_unref(s);
+	}
+	return (int)bad;
+}

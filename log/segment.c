@@ -1,0 +1,964 @@
+/*
+ * Segment files: creation, loading, recovery, appends and lookups.
+ * The byte layout is in format.h and docs/FORMAT.md.
+ */
+#include "segment.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "codec.h"
+#include "crc32c.h"
+#include "io.h"
+
+/* Bytes of .meta read at once while walking batch headers. */
+#define META_SCAN_BYTES 8192
+/* Record lengths read at once while walking inside a batch. */
+#define LENS_CHUNK 1024
+/* Payload bytes read at once while verifying a batch's CRC. */
+#define VERIFY_CHUNK_BYTES (128u << 10)
+
+void seg_file_name(char *buf, size_t size, uint64_t base_offset,
+		   const char *ext)
+{
+	snprintf(buf, size, "%020" PRIu64 ".%s", base_offset, ext);
+}
+
+static int seg_open_file(int dir_fd, uint64_t base, const char *ext, int flags)
+{
+	char name[64];
+	int fd;
+
+	seg_file_name(name, sizeof(name), base, ext);
+	fd = openat(dir_fd, name, flags | O_RDWR | O_CLOEXEC, 0644);
+	return fd < 0 ? -errno : fd;
+}
+
+static const char *const seg_exts[] = { "meta", "index", "log" };
+
+static void seg_unlink_files(int dir_fd, uint64_t base, const char *suffix)
+{
+	char name[64], full[80];
+
+	for (size_t i = 0; i < 3; i++) {
+		seg_file_name(name, sizeof(name), base, seg_exts[i]);
+		snprintf(full, sizeof(full), "%s%s", name, suffix);
+		unlinkat(dir_fd, full, 0);
+	}
+}
+
+void seg_doom(struct seg *s)
+{
+	char name[64], gone[80];
+
+	for (size_t i = 0; i < 3; i++) {
+		seg_file_name(name, sizeof(name), s->base_offset, seg_exts[i]);
+		snprintf(gone, sizeof(gone), "%s.deleted", name);
+		renameat(s->dir_fd, name, s->dir_fd, gone);
+	}
+	atomic_store(&s->doomed, true);
+	seg_unref(s);
+}
+
+static struct seg *seg_alloc(int dir_fd, uint64_t base_offset)
+{
+	struct seg *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	atomic_init(&s->refs, 1);
+	s->dir_fd = dir_fd;
+	s->base_offset = base_offset;
+	s->log_fd = s->meta_fd = s->idx_fd = -1;
+	s->first_ts = -1;
+	pthread_mutex_init(&s->verify_lock, NULL);
+	return s;
+}
+
+static void seg_free(struct seg *s)
+{
+	if (s->idx_map)
+		munmap((void *)s->idx_map, (size_t)s->idx_cap * INDEX_ENTRY_SIZE);
+	if (s->log_fd >= 0)
+		close(s->log_fd);
+	if (s->meta_fd >= 0)
+		close(s->meta_fd);
+	if (s->idx_fd >= 0)
+		close(s->idx_fd);
+	pthread_mutex_destroy(&s->verify_lock);
+	free(s);
+}
+
+void seg_unref(struct seg *s)
+{
+	if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	if (atomic_load(&s->doomed))
+		seg_unlink_files(s->dir_fd, s->base_offset, ".deleted");
+	seg_free(s);
+}
+
+/*
+ * Map idx_cap entries of the index read-only. The mapping may extend past
+ * the end of the file; only entries below the published count, which are
+ * always inside the file, are ever touched.
+ */
+static int seg_map_index(struct seg *s, uint32_t cap)
+{
+	void *m;
+
+	if (cap == 0)
+		cap = 1;
+	m = mmap(NULL, (size_t)cap * INDEX_ENTRY_SIZE, PROT_READ, MAP_SHARED,
+		 s->idx_fd, 0);
+	if (m == MAP_FAILED)
+		return -errno;
+	s->idx_map = m;
+	s->idx_cap = cap;
+	return 0;
+}
+
+static void seg_idx_get(const struct seg *s, uint32_t i, struct index_entry *e)
+{
+	index_entry_decode(s->idx_map + (size_t)i * INDEX_ENTRY_SIZE, e);
+}
+
+static void seg_store_end(struct seg *s, const struct seg_tail *t);
+
+static void seg_tail_empty(const struct seg *s, struct seg_tail *t)
+{
+	*t = (struct seg_tail){
+		.end_offset = s->base_offset,
+		.end_pos = s->base_pos,
+		.data_end = 0,
+		.meta_end = SEG_HDR_SIZE,
+		.max_ts = -1,
+	};
+}
+
+int seg_create(int dir_fd, uint64_t base_offset, uint64_t base_pos, int codec,
+	       int64_t now_ms, uint32_t idx_cap, struct seg **out)
+{
+	struct seg_hdr sh = { base_offset, base_pos, now_ms, (uint32_t)codec };
+	uint8_t hdr[SEG_HDR_SIZE];
+	struct seg *s;
+	int rc;
+
+	s = seg_alloc(dir_fd, base_offset);
+	if (!s)
+		return -ENOMEM;
+	s->base_pos = base_pos;
+	s->created_ms = now_ms;
+	s->codec = codec;
+	rc = s->log_fd = seg_open_file(dir_fd, base_offset, "log",
+				       O_CREAT | O_TRUNC);
+	if (rc < 0)
+		goto out_unlink;
+	rc = s->idx_fd = seg_open_file(dir_fd, base_offset, "index",
+				       O_CREAT | O_TRUNC);
+	if (rc < 0)
+		goto out_unlink;
+	rc = s->meta_fd = seg_open_file(dir_fd, base_offset, "meta",
+					O_CREAT | O_TRUNC);
+	if (rc < 0)
+		goto out_unlink;
+	seg_hdr_encode(&sh, hdr);
+	rc = io_pwrite_full(s->meta_fd, hdr, sizeof(hdr), 0);
+	if (rc < 0)
+		goto out_unlink;
+	rc = seg_map_index(s, idx_cap);
+	if (rc < 0)
+		goto out_unlink;
+	seg_tail_empty(s, &s->w);
+	seg_store_end(s, &s->w);
+	atomic_store(&s->verified_pos, base_pos);
+	s->verify_meta = SEG_HDR_SIZE;
+	*out = s;
+	return 0;
+
+out_unlink:
+	seg_unlink_files(dir_fd, base_offset, "");
+	seg_free(s);
+	return rc;
+}
+
+int seg_open(int dir_fd, uint64_t base_offset, uint32_t idx_cap,
+	     struct seg **out)
+{
+	uint8_t hdr[SEG_HDR_SIZE];
+	struct seg_hdr sh;
+	struct seg *s;
+	int64_t isize;
+	int rc;
+
+	s = seg_alloc(dir_fd, base_offset);
+	if (!s)
+		return -ENOMEM;
+	rc = s->meta_fd = seg_open_file(dir_fd, base_offset, "meta", 0);
+	if (rc < 0)
+		goto out_free;
+	rc = io_pread_full(s->meta_fd, hdr, sizeof(hdr), 0);
+	if (rc == 0)
+		rc = seg_hdr_decode(hdr, &sh);
+	if (rc == 0 && sh.base_offset != base_offset)
+		rc = -EIO;
+	if (rc < 0)
+		goto out_free;
+	s->base_pos = sh.base_pos;
+	s->created_ms = sh.created_ms;
+	s->codec = (int)sh.codec;
+	rc = s->log_fd = seg_open_file(dir_fd, base_offset, "log", 0);
+	if (rc == -ENOENT)
+		rc = -EIO;
+	if (rc < 0)
+		goto out_free;
+	rc = s->idx_fd = seg_open_file(dir_fd, base_offset, "index", O_CREAT);
+	if (rc < 0)
+		goto out_free;
+	isize = io_fsize(s->idx_fd);
+	if (isize < 0) {
+		rc = (int)isize;
+		goto out_free;
+	}
+	if ((uint64_t)isize / INDEX_ENTRY_SIZE > idx_cap)
+		idx_cap = (uint32_t)((uint64_t)isize / INDEX_ENTRY_SIZE);
+	rc = seg_map_index(s, idx_cap);
+	if (rc < 0)
+		goto out_free;
+	*out = s;
+	return 0;
+
+out_free:
+	seg_free(s);
+	return rc;
+}
+
+/* ---- appender state ---------------------------------------------------- */
+
+/* Store t as the published end, without touching verification state. */
+static void seg_store_end(struct seg *s, const struct seg_tail *t)
+{
+	atomic_store_explicit(&s->idx_count, t->idx_count, memory_order_release);
+	atomic_store_explicit(&s->max_ts, t->max_ts, memory_order_release);
+	atomic_store_explicit(&s->last_epoch, t->last_epoch, memory_order_release);
+	atomic_store_explicit(&s->meta_end, t->meta_end, memory_order_release);
+	atomic_store_explicit(&s->data_end, t->data_end, memory_order_release);
+	atomic_store_explicit(&s->end_offset, t->end_offset, memory_order_release);
+	atomic_store_explicit(&s->end_pos, t->end_pos, memory_order_release);
+}
+
+void seg_publish(struct seg *s)
+{
+	uint64_t old_end = atomic_load_explicit(&s->end_pos,
+						memory_order_relaxed);
+
+	pthread_mutex_lock(&s->verify_lock);
+	if (atomic_load(&s->verified_pos) == old_end &&
+	    s->w.end_pos >= old_end) {
+		s->verify_meta = s->w.meta_end;
+		atomic_store(&s->verified_pos, s->w.end_pos);
+	}
+	pthread_mutex_unlock(&s->verify_lock);
+	seg_store_end(s, &s->w);
+}
+
+/* Whether the batch starting at (pos, meta_pos) gets an index entry. */
+static bool seg_idx_due(const struct seg *s, const struct seg_tail *t,
+			uint64_t pos, uint64_t meta_pos, uint32_t interval)
+{
+	if (t->idx_count >= s->idx_cap)
+		return false;
+	return t->idx_count == 0 || pos - s->idx_last_pos >= interval ||
+	       meta_pos - s->idx_last_meta >= interval;
+}
+
+static void seg_idx_note(struct seg *s, struct seg_tail *t,
+			 const struct batch_hdr *h, uint64_t meta_pos,
+			 struct index_entry *e)
+{
+	e->rel_offset = (uint32_t)(h->base_offset - s->base_offset);
+	e->meta_pos = (uint32_t)meta_pos;
+	e->rel_pos = h->pos - s->base_pos;
+	e->ts = h->max_ts;
+	s->idx_last_pos = h->pos;
+	s->idx_last_meta = meta_pos;
+	t->idx_count++;
+}
+
+/* Advance tail t past batch h, which starts at t->meta_end. */
+static void seg_tail_advance(struct seg *s, struct seg_tail *t,
+			     const struct batch_hdr *h)
+{
+	if (t->end_offset == s->base_offset)
+		s->first_ts = h->max_ts;
+	t->end_offset += h->count;
+	t->end_pos += h->logical_len;
+	t->data_end += h->stored_len;
+	t->meta_end += batch_meta_size(h->count);
+	t->max_ts = h->max_ts;
+	t->last_epoch = h->epoch;
+}
+
+int seg_write_batch(struct seg *s, struct batch_hdr *h, const uint32_t *lens,
+		    const void *stored, uint32_t interval)
+{
+	struct seg_tail *t = &s->w;
+	uint8_t hdr[BATCH_HDR_SIZE];
+	struct iovec iov[2];
+	int rc;
+
+	assert(h->base_offset == t->end_offset && h->pos == t->end_pos);
+	assert(h->count >= 1 && h->count <= LOG_BATCH_RECORDS_MAX);
+	if (t->meta_end + batch_meta_size(h->count) > UINT32_MAX)
+		return -EFBIG;
+	h->data_pos = t->data_end;
+	h->crc = batch_crc(lens, h->count, stored, h->stored_len);
+	batch_hdr_encode(h, hdr);
+
+	rc = io_pwrite_full(s->log_fd, stored, h->stored_len, t->data_end);
+	if (rc < 0)
+		return rc;
+	iov[0] = (struct iovec){ hdr, sizeof(hdr) };
+	iov[1] = (struct iovec){ (void *)lens, 4ull * h->count };
+	rc = io_pwritev_full(s->meta_fd, iov, 2, t->meta_end);
+	if (rc < 0)
+		return rc;
+	if (seg_idx_due(s, t, h->pos, t->meta_end, interval)) {
+		uint8_t ent[INDEX_ENTRY_SIZE];
+		struct index_entry e;
+		uint32_t slot = t->idx_count;
+
+		seg_idx_note(s, t, h, t->meta_end, &e);
+		index_entry_encode(&e, ent);
+		rc = io_pwrite_full(s->idx_fd, ent, sizeof(ent),
+				    (uint64_t)slot * INDEX_ENTRY_SIZE);
+		if (rc < 0) {
+			t->idx_count--;
+			return rc;
+		}
+	}
+	seg_tail_advance(s, t, h);
+	return 0;
+}
+
+/* Restore the appender's index bookkeeping from the last entry kept. */
+static void seg_idx_reload_last(struct seg *s, uint32_t count)
+{
+	struct index_entry e;
+
+	if (count == 0) {
+		s->idx_last_pos = s->base_pos;
+		s->idx_last_meta = SEG_HDR_SIZE;
+		return;
+	}
+	seg_idx_get(s, count - 1, &e);
+	s->idx_last_pos = s->base_pos + e.rel_pos;
+	s->idx_last_meta = e.meta_pos;
+}
+
+int seg_cut(struct seg *s, const struct seg_tail *t)
+{
+	int rc;
+
+	rc = io_ftruncate(s->idx_fd, (uint64_t)t->idx_count * INDEX_ENTRY_SIZE);
+	if (rc == 0)
+		rc = io_ftruncate(s->meta_fd, t->meta_end);
+	if (rc == 0)
+		rc = io_ftruncate(s->log_fd, t->data_end);
+	if (rc < 0)
+		return rc;
+	seg_idx_reload_last(s, t->idx_count);
+	if (t->end_offset == s->base_offset)
+		s->first_ts = -1;
+	pthread_mutex_lock(&s->verify_lock);
+	if (atomic_load(&s->verified_pos) > t->end_pos) {
+		atomic_store(&s->verified_pos, t->end_pos);
+		s->verify_meta = t->meta_end;
+	}
+	pthread_mutex_unlock(&s->verify_lock);
+	s->w = *t;
+	seg_store_end(s, t);
+	return 0;
+}
+
+int seg_seal(struct seg *s)
+{
+	return io_ftruncate(s->idx_fd, (uint64_t)s->w.idx_count *
+				       INDEX_ENTRY_SIZE);
+}
+
+int seg_sync(struct seg *s)
+{
+	int rc = io_fdatasync(s->log_fd);
+
+	if (rc == 0)
+		rc = io_fdatasync(s->meta_fd);
+	if (rc == 0)
+		rc = io_fdatasync(s->idx_fd);
+	return rc;
+}
+
+/* ---- walking batch headers --------------------------------------------- */
+
+/* A buffered reader of consecutive batch headers in .meta. */
+struct meta_scan {
+	struct seg *s;
+	uint64_t end;
+	uint64_t buf_pos;
+	size_t buf_len;
+	uint8_t buf[META_SCAN_BYTES];
+};
+
+static void meta_scan_init(struct meta_scan *m, struct seg *s, uint64_t end)
+{
+	m->s = s;
+	m->end = end;
+	m->buf_pos = 0;
+	m->buf_len = 0;
+}
+
+/*
+ * Decode the batch header at meta_pos. -EIO if it is not a valid header
+ * or its lengths array runs past the end; -ENOENT exactly at the end.
+ */
+static int meta_scan_hdr(struct meta_scan *m, uint64_t meta_pos,
+			 struct batch_hdr *h)
+{
+	int rc;
+
+	if (meta_pos == m->end)
+		return -ENOENT;
+	if (meta_pos + BATCH_HDR_SIZE > m->end)
+		return -EIO;
+	if (meta_pos < m->buf_pos ||
+	    meta_pos + BATCH_HDR_SIZE > m->buf_pos + m->buf_len) {
+		size_t n = META_SCAN_BYTES;
+		if (n > m->end - meta_pos)
+			n = (size_t)(m->end - meta_pos);
+		rc = io_pread_full(m->s->meta_fd, m->buf, n, meta_pos);
+		if (rc < 0)
+			return rc;
+		m->buf_pos = meta_pos;
+		m->buf_len = n;
+	}
+	rc = batch_hdr_decode(m->buf + (meta_pos - m->buf_pos), h);
+	if (rc < 0)
+		return rc;
+	if (meta_pos + batch_meta_size(h->count) > m->end)
+		return -EIO;
+	return 0;
+}
+
+/* Whether h continues tail t: offsets, positions and data contiguous. */
+static bool seg_batch_follows(const struct seg *s, const struct seg_tail *t,
+			      const struct batch_hdr *h)
+{
+	return h->base_offset == t->end_offset && h->pos == t->end_pos &&
+	       h->data_pos == t->data_end && h->codec == s->codec &&
+	       (t->max_ts < 0 || h->max_ts >= t->max_ts);
+}
+
+/* Read and check lengths and payload of batch h at meta_pos. */
+static int seg_check_batch(struct seg *s, const struct batch_hdr *h,
+			   uint64_t meta_pos, void *scratch)
+{
+	uint32_t *lens = scratch;
+	uint8_t *stored = (uint8_t *)scratch + 4ull * LOG_BATCH_RECORDS_MAX;
+	struct seg_batch b = { *h, meta_pos };
+
+	return seg_read_batch(s, &b, lens, stored);
+}
+
+/*
+ * Walk all batches from the segment header on, rebuilding the index. From
+ * the batch holding full_from on, payloads are read and checked too.
+ * Stops at the first batch that is invalid or does not follow; *t is the
+ * tail after the last good batch. *whole is set when the walk consumed
+ * the .meta file exactly and the .log file holds exactly the data.
+ */
+static int seg_walk(struct seg *s, uint64_t full_from, uint32_t interval,
+		    void *scratch, struct seg_tail *t, bool *whole)
+{
+	struct meta_scan *m;
+	uint8_t ent[64 * INDEX_ENTRY_SIZE];
+	uint32_t pending = 0, written = 0;
+	int64_t msize, dsize;
+	struct batch_hdr h;
+	int rc;
+
+	msize = io_fsize(s->meta_fd);
+	dsize = io_fsize(s->log_fd);
+	if (msize < 0 || dsize < 0)
+		return msize < 0 ? (int)msize : (int)dsize;
+	m = malloc(sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	meta_scan_init(m, s, (uint64_t)msize);
+	seg_tail_empty(s, t);
+	s->first_ts = -1;
+	seg_idx_reload_last(s, 0);
+	rc = io_ftruncate(s->idx_fd, 0);
+	for (;;) {
+		if (rc < 0)
+			break;
+		rc = meta_scan_hdr(m, t->meta_end, &h);
+		if (rc == -ENOENT) {
+			rc = 0;
+			break;
+		}
+		if (rc == -EIO || (rc == 0 && !seg_batch_follows(s, t, &h)) ||
+		    (rc == 0 && h.data_pos + h.stored_len > (uint64_t)dsize)) {
+			rc = 0;
+			break;
+		}
+		if (rc < 0)
+			break;
+		if (h.base_offset + h.count > full_from) {
+			rc = seg_check_batch(s, &h, t->meta_end, scratch);
+			if (rc == -EIO) {
+				rc = 0;
+				break;
+			}
+			if (rc < 0)
+				break;
+		}
+		if (seg_idx_due(s, t, h.pos, t->meta_end, interval)) {
+			struct index_entry e;
+			seg_idx_note(s, t, &h, t->meta_end, &e);
+			index_entry_encode(&e, ent + pending * INDEX_ENTRY_SIZE);
+			if (++pending == 64) {
+				rc = io_pwrite_full(s->idx_fd, ent, sizeof(ent),
+					(uint64_t)written * INDEX_ENTRY_SIZE);
+				written += pending;
+				pending = 0;
+			}
+		}
+		seg_tail_advance(s, t, &h);
+	}
+	if (rc == 0 && pending)
+		rc = io_pwrite_full(s->idx_fd, ent, pending * INDEX_ENTRY_SIZE,
+				    (uint64_t)written * INDEX_ENTRY_SIZE);
+	*whole = t->meta_end == (uint64_t)msize && t->data_end == (uint64_t)dsize;
+	free(m);
+	return rc;
+}
+
+int seg_recover(struct seg *s, uint64_t from_offset, uint32_t interval,
+		void *scratch, bool *cut)
+{
+	struct seg_tail t;
+	bool whole;
+	int rc;
+
+	rc = seg_walk(s, from_offset, interval, scratch, &t, &whole);
+	if (rc < 0)
+		return rc;
+	*cut = !whole;
+	if (!whole) {
+		rc = io_ftruncate(s->meta_fd, t.meta_end);
+		if (rc == 0)
+			rc = io_ftruncate(s->log_fd, t.data_end);
+		if (rc < 0)
+			return rc;
+	}
+	s->w = t;
+	seg_store_end(s, &t);
+	/* From from_offset on, every batch was checked just now. */
+	if (from_offset <= s->base_offset) {
+		atomic_store(&s->verified_pos, t.end_pos);
+		s->verify_meta = t.meta_end;
+	} else {
+		atomic_store(&s->verified_pos, s->base_pos);
+		s->verify_meta = SEG_HDR_SIZE;
+	}
+	return 0;
+}
+
+/* Sanity check of an index found on disk (Kafka checks the same ends). */
+static bool seg_index_plausible(struct seg *s, struct meta_scan *m,
+				uint32_t count)
+{
+	struct index_entry e;
+	struct batch_hdr h;
+
+	if (count == 0)
+		return m->end == SEG_HDR_SIZE;
+	seg_idx_get(s, 0, &e);
+	if (e.rel_offset != 0 || e.rel_pos != 0 || e.meta_pos != SEG_HDR_SIZE)
+		return false;
+	seg_idx_get(s, count - 1, &e);
+	if (e.meta_pos >= m->end || meta_scan_hdr(m, e.meta_pos, &h) < 0)
+		return false;
+	return h.base_offset == s->base_offset + e.rel_offset &&
+	       h.pos == s->base_pos + e.rel_pos && h.max_ts == e.ts;
+}
+
+int seg_load(struct seg *s, uint32_t interval)
+{
+	struct meta_scan *m;
+	int64_t msize, dsize, isize;
+	struct index_entry e;
+	struct seg_tail t;
+	struct batch_hdr h;
+	uint32_t count;
+	bool whole;
+	int rc;
+
+	msize = io_fsize(s->meta_fd);
+	dsize = io_fsize(s->log_fd);
+	isize = io_fsize(s->idx_fd);
+	if (msize < 0 || dsize < 0 || isize < 0)
+		return -EIO;
+	m = malloc(sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	meta_scan_init(m, s, (uint64_t)msize);
+	count = (uint32_t)((uint64_t)isize / INDEX_ENTRY_SIZE);
+	if (isize % INDEX_ENTRY_SIZE != 0 || count > s->idx_cap ||
+	    !seg_index_plausible(s, m, count)) {
+		free(m);
+		rc = seg_walk(s, UINT64_MAX, interval, NULL, &t, &whole);
+		if (rc < 0)
+			return rc;
+		if (!whole)
+			return -EUCLEAN;
+		goto out_store;
+	}
+
+	/* Start from the last indexed batch and read the headers after it. */
+	seg_tail_empty(s, &t);
+	t.idx_count = count;
+	rc = 0;
+	if (count > 0) {
+		seg_idx_get(s, count - 1, &e);
+		rc = meta_scan_hdr(m, e.meta_pos, &h);
+		if (rc == 0) {
+			t.end_offset = h.base_offset;
+			t.end_pos = h.pos;
+			t.data_end = h.data_pos;
+			t.meta_end = e.meta_pos;
+		}
+		if (rc == 0 && e.meta_pos > SEG_HDR_SIZE) {
+			struct batch_hdr first;
+			rc = meta_scan_hdr(m, SEG_HDR_SIZE, &first);
+			s->first_ts = first.max_ts;
+		}
+	}
+	while (rc == 0) {
+		rc = meta_scan_hdr(m, t.meta_end, &h);
+		if (rc == -ENOENT) {
+			rc = 0;
+			break;
+		}
+		if (rc == 0 && (!seg_batch_follows(s, &t, &h) ||
+				h.data_pos + h.stored_len > (uint64_t)dsize))
+			rc = -EUCLEAN;
+		if (rc == 0)
+			seg_tail_advance(s, &t, &h);
+	}
+	free(m);
+	if (rc == -EIO)
+		rc = -EUCLEAN;
+	if (rc < 0)
+		return rc;
+	if (t.data_end != (uint64_t)dsize)
+		return -EUCLEAN;
+	seg_idx_reload_last(s, count);
+out_store:
+	/* Nothing was checksummed: reads will verify lazily. */
+	s->w = t;
+	seg_store_end(s, &t);
+	atomic_store(&s->verified_pos, s->base_pos);
+	s->verify_meta = SEG_HDR_SIZE;
+	return 0;
+}
+
+/* ---- lookups ----------------------------------------------------------- */
+
+enum seg_key { KEY_OFFSET, KEY_POS, KEY_TIME };
+
+static uint64_t seg_entry_key(const struct seg *s, const struct index_entry *e,
+			      enum seg_key k)
+{
+	switch (k) {
+	case KEY_OFFSET:
+		return s->base_offset + e->rel_offset;
+	case KEY_POS:
+		return s->base_pos + e->rel_pos;
+	default:
+		return (uint64_t)e->ts;
+	}
+}
+
+/*
+ * Binary search the index for the last entry whose key is <= want (for
+ * time: < want) and return its .meta position, or the first batch's.
+ */
+static uint64_t seg_idx_floor(const struct seg *s, uint32_t count,
+			      enum seg_key k, uint64_t want)
+{
+	uint32_t lo = 0, hi = count; /* answer in [lo-1, hi) */
+	struct index_entry e;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		uint64_t key;
+		bool below;
+
+		seg_idx_get(s, mid, &e);
+		key = seg_entry_key(s, &e, k);
+		below = k == KEY_TIME ? (int64_t)key < (int64_t)want : key <= want;
+		if (below)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == 0)
+		return SEG_HDR_SIZE;
+	seg_idx_get(s, lo - 1, &e);
+	return e.meta_pos;
+}
+
+static bool seg_batch_matches(const struct batch_hdr *h, enum seg_key k,
+			      uint64_t want)
+{
+	switch (k) {
+	case KEY_OFFSET:
+		return want < h->base_offset + h->count;
+	case KEY_POS:
+		return want < h->pos + h->logical_len;
+	default:
+		return h->max_ts >= (int64_t)want;
+	}
+}
+
+static int seg_find(struct seg *s, enum seg_key k, uint64_t want,
+		    struct seg_batch *b)
+{
+	uint64_t meta_end = atomic_load_explicit(&s->meta_end,
+						 memory_order_acquire);
+	uint32_t count = atomic_load_explicit(&s->idx_count,
+					      memory_order_acquire);
+	struct meta_scan *m;
+	uint64_t meta_pos;
+	int rc;
+
+	m = malloc(sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	meta_scan_init(m, s, meta_end);
+	meta_pos = seg_idx_floor(s, count, k, want);
+	for (;;) {
+		rc = meta_scan_hdr(m, meta_pos, &b->h);
+		if (rc < 0)
+			break;
+		if (seg_batch_matches(&b->h, k, want)) {
+			b->meta_pos = meta_pos;
+			break;
+		}
+		meta_pos += batch_meta_size(b->h.count);
+	}
+	free(m);
+	if (rc == -ENOENT && k != KEY_TIME)
+		rc = -EIO; /* the caller checked the range: lookups must hit */
+	return rc;
+}
+
+int seg_find_offset(struct seg *s, uint64_t off, struct seg_batch *b)
+{
+	if (off < s->base_offset ||
+	    off >= atomic_load_explicit(&s->end_offset, memory_order_acquire))
+		return -ERANGE;
+	return seg_find(s, KEY_OFFSET, off, b);
+}
+
+int seg_find_pos(struct seg *s, uint64_t pos, struct seg_batch *b)
+{
+	if (pos < s->base_pos ||
+	    pos >= atomic_load_explicit(&s->end_pos, memory_order_acquire))
+		return -ERANGE;
+	return seg_find(s, KEY_POS, pos, b);
+}
+
+int seg_find_time(struct seg *s, int64_t ts, struct seg_batch *b)
+{
+	atomic_load_explicit(&s->end_pos, memory_order_acquire);
+	return seg_find(s, KEY_TIME, (uint64_t)ts, b);
+}
+
+int seg_batch_locate(struct seg *s, const struct seg_batch *b,
+		     uint64_t want_off, uint64_t want_pos, uint64_t *off,
+		     uint64_t *pos)
+{
+	uint32_t lens[LENS_CHUNK];
+	uint64_t cur_off = b->h.base_offset, cur_pos = b->h.pos;
+	uint32_t i = 0;
+
+	while (i < b->h.count) {
+		uint32_t n = b->h.count - i;
+		int rc;
+
+		if (n > LENS_CHUNK)
+			n = LENS_CHUNK;
+		rc = io_pread_full(s->meta_fd, lens, 4ull * n,
+				   b->meta_pos + BATCH_HDR_SIZE + 4ull * i);
+		if (rc < 0)
+			return rc;
+		for (uint32_t j = 0; j < n; j++) {
+			if (lens[j] == 0)
+				return -EIO;
+			if (want_off != UINT64_MAX ? cur_off == want_off :
+			    want_pos < cur_pos + lens[j]) {
+				*off = cur_off;
+				*pos = cur_pos;
+				return 0;
+			}
+			cur_off++;
+			cur_pos += lens[j];
+		}
+		i += n;
+	}
+	return -EIO;
+}
+
+int seg_read_batch(struct seg *s, const struct seg_batch *b, uint32_t *lens,
+		   void *stored)
+{
+	int rc;
+
+	rc = io_pread_full(s->meta_fd, lens, 4ull * b->h.count,
+			   b->meta_pos + BATCH_HDR_SIZE);
+	if (rc == 0)
+		rc = io_pread_full(s->log_fd, stored, b->h.stored_len,
+				   b->h.data_pos);
+	if (rc < 0)
+		return rc;
+	if (batch_crc(lens, b->h.count, stored, b->h.stored_len) != b->h.crc)
+		return -EIO;
+	return batch_check_lengths(&b->h, lens);
+}
+
+/* ---- lazy verification ------------------------------------------------- */
+
+/* Remember [start, end) as bad; the last slot covers everything after. */
+static void seg_mark_bad(struct seg *s, uint64_t start, uint64_t end)
+{
+	uint32_t n = atomic_load(&s->n_bad);
+
+	if (n == SEG_BAD_MAX)
+		return;
+	if (n == SEG_BAD_MAX - 1)
+		end = UINT64_MAX;
+	s->bad[n] = (struct seg_bad){ start, end };
+	atomic_store_explicit(&s->n_bad, n + 1, memory_order_release);
+}
+
+/* Check one batch at verify_meta; called with verify_lock held. */
+static int seg_verify_one(struct seg *s, uint64_t meta_end, uint8_t *buf)
+{
+	uint64_t vpos = atomic_load(&s->verified_pos);
+	uint64_t end_pos = atomic_load_explicit(&s->end_pos,
+						memory_order_acquire);
+	uint8_t hdr[BATCH_HDR_SIZE];
+	struct batch_hdr h;
+	uint32_t crc, sum_ok;
+	uint64_t sum = 0;
+	int rc;
+
+	rc = io_pread_full(s->meta_fd, hdr, sizeof(hdr), s->verify_meta);
+	if (rc == 0)
+		rc = batch_hdr_decode(hdr, &h);
+	if (rc == 0 && (h.pos != vpos ||
+			s->verify_meta + batch_meta_size(h.count) > meta_end))
+		rc = -EIO;
+	if (rc == -EIO) {
+		/* Framing is lost: nothing after this point can be trusted. */
+		seg_mark_bad(s, vpos, UINT64_MAX);
+		atomic_store(&s->verified_pos, end_pos);
+		return 0;
+	}
+	if (rc < 0)
+		return rc;
+
+	crc = 0;
+	sum_ok = 1;
+	for (uint64_t i = 0; i < h.count;) {
+		uint64_t n = h.count - i;
+		if (n > VERIFY_CHUNK_BYTES / 4)
+			n = VERIFY_CHUNK_BYTES / 4;
+		rc = io_pread_full(s->meta_fd, buf, 4 * n,
+				   s->verify_meta + BATCH_HDR_SIZE + 4 * i);
+		if (rc < 0)
+			goto out_bad;
+		for (uint64_t j = 0; j < n; j++) {
+			uint32_t len;
+			memcpy(&len, buf + 4 * j, 4);
+			sum += len;
+			sum_ok &= len != 0;
+		}
+		crc = crc32c(crc, buf, 4 * n);
+		i += n;
+	}
+	for (uint64_t done = 0; done < h.stored_len;) {
+		uint64_t n = h.stored_len - done;
+		if (n > VERIFY_CHUNK_BYTES)
+			n = VERIFY_CHUNK_BYTES;
+		rc = io_pread_full(s->log_fd, buf, n, h.data_pos + done);
+		if (rc < 0)
+			goto out_bad;
+		crc = crc32c(crc, buf, n);
+		done += n;
+	}
+	if (crc != h.crc || !sum_ok || sum != h.logical_len)
+		rc = -EIO;
+out_bad:
+	if (rc == -EIO)
+		seg_mark_bad(s, h.pos, h.pos + h.logical_len);
+	else if (rc < 0)
+		return rc;
+	s->verify_meta += batch_meta_size(h.count);
+	atomic_store(&s->verified_pos, h.pos + h.logical_len);
+	return 0;
+}
+
+int seg_verify_range(struct seg *s, uint64_t a, uint64_t b)
+{
+	uint32_t n;
+	int rc = 0;
+
+	if (s->codec == LOG_CODEC_NONE &&
+	    atomic_load_explicit(&s->verified_pos, memory_order_acquire) < b) {
+		uint64_t meta_end = atomic_load_explicit(&s->meta_end,
+							 memory_order_acquire);
+		uint8_t *buf = malloc(VERIFY_CHUNK_BYTES);
+
+		if (!buf)
+			return -ENOMEM;
+		pthread_mutex_lock(&s->verify_lock);
+		while (rc == 0 && atomic_load(&s->verified_pos) < b &&
+		       s->verify_meta < meta_end)
+			rc = seg_verify_one(s, meta_end, buf);
+		pthread_mutex_unlock(&s->verify_lock);
+		free(buf);
+		if (rc < 0)
+			return rc;
+	}
+	n = atomic_load_explicit(&s->n_bad, memory_order_acquire);
+	for (uint32_t i = 0; i < n; i++) {
+		if (a < s->bad[i].end && s->bad[i].start < b)
+			return -EIO;
+	}
+	return 0;
+}
+
+uint32_t seg_bad_count(struct seg *s)
+{
+	return atomic_load_explicit(&s->n_bad, memory_order_acquire);
+}

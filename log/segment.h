@@ -1,0 +1,198 @@
+/*
+ * One segment of a partition: the three files <base>.log, <base>.meta and
+ * <base>.index described in format.h and docs/FORMAT.md.
+ *
+ * A segment is reference counted. The partition holds one reference while
+ * the segment is in its table; each reader cursor holds one on the
+ * segments its last read returned extents of. A segment removed by
+ * retention or truncation is marked doomed and its files are unlinked when
+ * the last reference goes, so a reader in the middle of it never loses the
+ * bytes under its feet.
+ *
+ * Fields marked (appender) are only touched by the thread holding the
+ * partition's append lock. Fields marked (published) are written by the
+ * appender with release stores after the bytes they describe are in the
+ * files, and read by anyone with acquire loads: this is the only
+ * synchronisation between the appender and readers.
+ */
+#ifndef TOPICFS_LOG_SEGMENT_H
+#define TOPICFS_LOG_SEGMENT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "format.h"
+
+/* Bad ranges remembered per segment; past this the rest is all bad. */
+#define SEG_BAD_MAX 8
+
+struct codec_ctx;
+
+/* A segment's end: what the appender has written, or what is published. */
+struct seg_tail {
+	uint64_t end_offset, end_pos, data_end, meta_end;
+	int64_t max_ts;
+	uint32_t idx_count, last_epoch;
+};
+
+struct seg_bad {
+	uint64_t start, end; /* partition positions, end exclusive */
+};
+
+struct seg {
+	atomic_int refs;
+	atomic_bool doomed;
+	int dir_fd; /* borrowed from the partition, which outlives it */
+
+	uint64_t base_offset;
+	uint64_t base_pos;
+	int64_t created_ms;
+	int codec;
+
+	int log_fd, meta_fd, idx_fd;
+	const uint8_t *idx_map; /* PROT_READ, idx_cap entries of address space */
+	uint32_t idx_cap;
+
+	_Atomic uint32_t idx_count;   /* (published) */
+	_Atomic uint64_t end_offset;  /* (published) next offset */
+	_Atomic uint64_t end_pos;     /* (published) partition position */
+	_Atomic uint64_t data_end;    /* (published) .log bytes */
+	_Atomic uint64_t meta_end;    /* (published) .meta bytes */
+	_Atomic int64_t max_ts;       /* (published) -1 while empty */
+	_Atomic uint32_t last_epoch;  /* (published) epoch of the last batch */
+
+	struct seg_tail w;      /* (appender) written, maybe not yet published */
+	int64_t first_ts;       /* (appender) timestamp of the first batch */
+	uint64_t idx_last_pos;  /* (appender) payload position at last entry */
+	uint64_t idx_last_meta; /* (appender) .meta position at last entry */
+
+	/*
+	 * Lazy verification of uncompressed segments, protected by
+	 * verify_lock: every batch below verified_pos has had its CRC
+	 * checked (when appended in this process, by recovery, by a read or
+	 * by a scrub); the ones that failed are listed in bad[].
+	 */
+	pthread_mutex_t verify_lock;
+	_Atomic uint64_t verified_pos;
+	uint64_t verify_meta;
+	_Atomic uint32_t n_bad;
+	struct seg_bad bad[SEG_BAD_MAX];
+};
+
+/* A batch found by a lookup: its header and where it sits in .meta. */
+struct seg_batch {
+	struct batch_hdr h;
+	uint64_t meta_pos;
+};
+
+/* Name of a segment file: 20-digit base offset plus extension. */
+void seg_file_name(char *buf, size_t size, uint64_t base_offset,
+		   const char *ext);
+
+/* Create an empty segment's files (replacing stale ones of that name). */
+int seg_create(int dir_fd, uint64_t base_offset, uint64_t base_pos, int codec,
+	       int64_t now_ms, uint32_t idx_cap, struct seg **out);
+
+/*
+ * Open an existing segment's files and check its header; the end state is
+ * not known until seg_load or seg_recover. -ENOENT if the .meta file is
+ * missing, -EIO if its header is bad or names another base offset.
+ */
+int seg_open(int dir_fd, uint64_t base_offset, uint32_t idx_cap,
+	     struct seg **out);
+
+/*
+ * Learn the end of a segment written by a clean shutdown (or flushed
+ * below the recovery point) without reading payload: the index is checked
+ * (and rebuilt from .meta headers if missing or inconsistent), then the
+ * headers after the last index entry are read. Returns -EUCLEAN if the
+ * files do not end exactly after the last batch, -EIO if a header cannot
+ * be decoded.
+ */
+int seg_load(struct seg *s, uint32_t interval);
+
+/*
+ * Validate every batch from the start of the segment, or from the batch
+ * that starts at offset from_offset (headers before it are only decoded),
+ * checking header checksums, contiguity, lengths and payload CRC. The
+ * segment is cut at the first invalid batch and its index rebuilt.
+ * *cut is set when something was cut off. scratch must hold
+ * LOG_BATCH_BYTES_MAX + 4 * LOG_BATCH_RECORDS_MAX bytes.
+ */
+int seg_recover(struct seg *s, uint64_t from_offset, uint32_t interval,
+		void *scratch, bool *cut);
+
+/*
+ * Append one batch whose header fields (base_offset, pos, max_ts, count,
+ * logical_len, epoch, codec) are filled in; data_pos, stored_len and crc
+ * are set here. stored is the payload as stored (compressed or not). The
+ * new end is not published: call seg_publish after all batches of an
+ * append are written. On error the files may hold a partial batch; the
+ * caller undoes with seg_cut.
+ */
+int seg_write_batch(struct seg *s, struct batch_hdr *h, const uint32_t *lens,
+		    const void *stored, uint32_t interval);
+
+/* Make the appender's tail s->w visible to readers. Batches between the
+ * old published end and the new one were checksummed as they were
+ * written, so they count as verified. */
+void seg_publish(struct seg *s);
+
+/*
+ * Cut the segment back to the state t (an earlier copy of s->w), dropping
+ * everything written after it, including index entries, and publish.
+ */
+int seg_cut(struct seg *s, const struct seg_tail *t);
+
+/* Trim the index file to its entries: the segment will not grow. */
+int seg_seal(struct seg *s);
+
+int seg_sync(struct seg *s);
+
+/* Batch containing offset (base_offset <= off < end_offset). */
+int seg_find_offset(struct seg *s, uint64_t off, struct seg_batch *b);
+/* Batch containing position (base_pos <= pos < end_pos). */
+int seg_find_pos(struct seg *s, uint64_t pos, struct seg_batch *b);
+/* First batch whose timestamp is >= ts; -ENOENT if none. */
+int seg_find_time(struct seg *s, int64_t ts, struct seg_batch *b);
+
+/*
+ * Walk the first records of batch b: with want_off, return in *pos the
+ * position of record offset want_off; with want_pos (and want_off =
+ * UINT64_MAX), return in *off and *pos the record containing want_pos.
+ */
+int seg_batch_locate(struct seg *s, const struct seg_batch *b,
+		     uint64_t want_off, uint64_t want_pos, uint64_t *off,
+		     uint64_t *pos);
+
+/* Read and check a whole batch's lengths and stored payload. */
+int seg_read_batch(struct seg *s, const struct seg_batch *b, uint32_t *lens,
+		   void *stored);
+
+/*
+ * Make sure batches up to position upto are CRC-checked (uncompressed
+ * segments) and report whether [a, b) touches a bad batch: 0, or -EIO.
+ */
+int seg_verify_range(struct seg *s, uint64_t a, uint64_t b);
+
+/* Number of bad batches found so far (scrub report). */
+uint32_t seg_bad_count(struct seg *s);
+
+static inline void seg_ref(struct seg *s)
+{
+	atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+}
+
+/*
+ * Remove the segment: rename its files to *.deleted at once (so a new
+ * segment may take the name) and drop the caller's reference; the files
+ * are unlinked when the last reader lets go.
+ */
+void seg_doom(struct seg *s);
+
+/* Drop a reference; the last one closes (and unlinks a doomed segment). */
+void seg_unref(struct seg *s);
+
+#endif
