@@ -3,11 +3,39 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* The armed fault (see io_fault_inject in io.h); IO_FAULT_NONE when off. */
+static atomic_int io_fault_op;
+static atomic_int io_fault_left;
+static atomic_int io_fault_err;
+
+void io_fault_inject(int op, int countdown, int err)
+{
+	atomic_store(&io_fault_op, IO_FAULT_NONE);
+	atomic_store(&io_fault_left, countdown);
+	atomic_store(&io_fault_err, err);
+	atomic_store(&io_fault_op, op);
+}
+
+/* 0, or the injected -errno if this call of kind op is the one to fail. */
+static int io_fault(int op)
+{
+	int armed = op;
+
+	if (atomic_load_explicit(&io_fault_op, memory_order_relaxed) != op)
+		return 0;
+	if (atomic_fetch_sub(&io_fault_left, 1) > 0)
+		return 0;
+	if (!atomic_compare_exchange_strong(&io_fault_op, &armed, IO_FAULT_NONE))
+		return 0;
+	return -atomic_load(&io_fault_err);
+}
 
 ssize_t io_pread(int fd, void *buf, size_t len, uint64_t off)
 {
@@ -40,7 +68,10 @@ int io_pread_full(int fd, void *buf, size_t len, uint64_t off)
 int io_pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 {
 	size_t done = 0;
+	int rc = io_fault(IO_FAULT_WRITE);
 
+	if (rc < 0)
+		return rc;
 	while (done < len) {
 		ssize_t n = pwrite(fd, (const char *)buf + done, len - done,
 				   (off_t)(off + done));
@@ -58,6 +89,10 @@ int io_pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 
 int io_pwritev_full(int fd, struct iovec *iov, int iovcnt, uint64_t off)
 {
+	int rc = io_fault(IO_FAULT_WRITE);
+
+	if (rc < 0)
+		return rc;
 	while (iovcnt > 0) {
 		ssize_t n = pwritev(fd, iov, iovcnt, (off_t)off);
 		if (n < 0) {
@@ -83,6 +118,10 @@ int io_pwritev_full(int fd, struct iovec *iov, int iovcnt, uint64_t off)
 
 int io_fsync(int fd)
 {
+	int rc = io_fault(IO_FAULT_FSYNC);
+
+	if (rc < 0)
+		return rc;
 	while (fsync(fd) < 0) {
 		if (errno != EINTR)
 			return -errno;
@@ -92,6 +131,10 @@ int io_fsync(int fd)
 
 int io_fdatasync(int fd)
 {
+	int rc = io_fault(IO_FAULT_FSYNC);
+
+	if (rc < 0)
+		return rc;
 	while (fdatasync(fd) < 0) {
 		if (errno != EINTR)
 			return -errno;

@@ -50,4 +50,22 @@ int io_replace_file(int dir_fd, const char *name, const void *buf, size_t len);
  */
 ssize_t io_read_file(int dir_fd, const char *name, size_t max, char **out);
 
+/*
+ * Fault injection, for tests only. After io_fault_inject(op, countdown,
+ * err), the next `countdown` calls of kind op succeed as usual and the one
+ * after them fails with -err without touching the file; then the fault is
+ * disarmed. IO_FAULT_WRITE counts io_pwrite_full and io_pwritev_full calls,
+ * IO_FAULT_FSYNC counts io_fsync, io_fdatasync and io_fsync_dir calls.
+ * io_fault_inject(IO_FAULT_NONE, 0, 0) disarms. The counters are atomic, so
+ * any thread's call may be the one that fails; unarmed, the cost is one
+ * relaxed atomic load per call.
+ */
+enum io_fault_op {
+	IO_FAULT_NONE = 0,
+	IO_FAULT_WRITE = 1,
+	IO_FAULT_FSYNC = 2,
+};
+
+void io_fault_inject(int op, int countdown, int err);
+
 #endif

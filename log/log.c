@@ -35,6 +35,9 @@
 #include "io.h"
 #include "segment.h"
 
+_Static_assert(LOG_RECORD_BYTES_MAX == LOG_BATCH_BYTES_MAX,
+	       "log.h and format.h disagree on the largest record");
+
 #define CHECKPOINT_FILE "checkpoint"
 #define CHECKPOINT_MAGIC "topicfs-partition-checkpoint 1\n"
 #define CLEAN_FILE "clean-shutdown"
@@ -677,8 +680,9 @@ int log_open(const char *dir, const struct log_config *cfg, struct log **out)
 		if (ts > l->last_ts)
 			l->last_ts = ts;
 	}
-	if (epoch_truncate_end(&l->epochs, e.leo + 1) |
-	    epoch_truncate_start(&l->epochs, ck.start)) {
+	/* Both truncations run; either one changing the cache saves it. */
+	if ((int)epoch_truncate_end(&l->epochs, e.leo + 1) |
+	    (int)epoch_truncate_start(&l->epochs, ck.start)) {
 		rc = epoch_save(&l->epochs, l->dir_fd);
 		if (rc < 0)
 			goto out_free;

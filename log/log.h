@@ -42,6 +42,8 @@ struct log_cursor;
 #define LOG_SEGMENT_BYTES_MAX (2ull << 30)
 #define LOG_INDEX_BYTES_MIN 240u
 #define LOG_INDEX_BYTES_MAX (1u << 30)
+/* The largest record (and batch payload) the engine stores. */
+#define LOG_RECORD_BYTES_MAX (16u << 20)
 
 /* Per-partition settings, Kafka's names in the comments. */
 struct log_config {

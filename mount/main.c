@@ -1,27 +1,112 @@
 /*
- * The topicfs program. For now: `topicfs dump-log [--verify] PATH`, the
- * kafka-dump-log of topicfs, plus --help and --version.
+ * The topicfs program:
+ *
+ *   topicfs [-f] [-d] [-o OPT[,OPT...]] DATADIR MOUNTPOINT
+ *   topicfs dump-log [--verify] PATH
+ *   topicfs --help | --version
+ *
+ * Mounting: check everything that can fail (options, data directory lock,
+ * mountpoint) before mounting, mount, then daemonize, then start threads
+ * (fork keeps only the calling thread). On SIGTERM, SIGINT or
+ * `fusermount3 -u` the loop ends and every partition is closed cleanly.
  */
 #include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "dump.h"
+#include "fs.h"
+#include "msg.h"
+#include "topic.h"
 
 #ifndef TOPICFS_VERSION
 #define TOPICFS_VERSION "0.1.0"
 #endif
 
+/* How often retention and periodic flushes run. */
+#define TICK_MS 1000
+/* The background scrub of stored batches starts this long after mount. */
+#define SCRUB_DELAY_MS 5000
+
+struct options {
+	char *datadir;
+	char *mountpoint;
+	unsigned num_partitions;
+	int help;
+	int version;
+};
+
+enum { KEY_HELP, KEY_VERSION };
+
+static const struct fuse_opt option_spec[] = {
+	{ "num.partitions=%u", offsetof(struct options, num_partitions), 0 },
+	FUSE_OPT_KEY("-h", KEY_HELP),
+	FUSE_OPT_KEY("--help", KEY_HELP),
+	FUSE_OPT_KEY("-V", KEY_VERSION),
+	FUSE_OPT_KEY("--version", KEY_VERSION),
+	FUSE_OPT_END
+};
+
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: topicfs dump-log [--verify] PATH\n"
+		"usage: topicfs [-f] [-d] [-o OPT[,OPT...]] DATADIR MOUNTPOINT\n"
+		"       topicfs dump-log [--verify] PATH\n"
 		"       topicfs --help | --version\n"
+		"\n"
+		"Serves the topics stored in DATADIR (created if missing) as\n"
+		"directories under MOUNTPOINT; partitions are append-only files.\n"
+		"\n"
+		"  -f                   stay in the foreground, log to stderr\n"
+		"  -d                   libfuse debug output (implies -f)\n"
+		"  -o num.partitions=N  partitions of a new topic (default 1)\n"
+		"  -o allow_other,...   the usual FUSE mount options\n"
 		"\n"
 		"dump-log prints one line per record batch of a segment file or\n"
 		"of every segment in a partition directory; --verify also checks\n"
-		"the index files and exits 1 if anything is bad.\n");
+		"the index files and exits 1 if anything is bad.\n"
+		"\n"
+		"Unmount with: fusermount3 -u MOUNTPOINT\n");
+}
+
+static int option_proc(void *data, const char *arg, int key,
+		       struct fuse_args *outargs)
+{
+	struct options *o = data;
+
+	(void)outargs;
+	switch (key) {
+	case KEY_HELP:
+		o->help = 1;
+		return 0;
+	case KEY_VERSION:
+		o->version = 1;
+		return 0;
+	case FUSE_OPT_KEY_NONOPT:
+		if (!o->datadir) {
+			o->datadir = strdup(arg);
+			return 0;
+		}
+		if (!o->mountpoint) {
+			o->mountpoint = strdup(arg);
+			return 1; /* fuse_parse_cmdline takes it too */
+		}
+		fprintf(stderr, "topicfs: unexpected argument '%s'\n", arg);
+		return -1;
+	default:
+		return 1;
+	}
 }
 
 static int cmd_dump_log(int argc, char **argv)
@@ -58,19 +143,260 @@ static int cmd_dump_log(int argc, char **argv)
 	return bad > 0 && verify ? 1 : 0;
 }
 
+/* ---- logging ------------------------------------------------------------ */
+
+static void engine_logger(int priority, const char *m, void *arg)
+{
+	(void)arg;
+	msg(priority, "%s", m);
+}
+
+static void fuse_logger(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+	char line[1024];
+	size_t n;
+
+	vsnprintf(line, sizeof(line), fmt, ap);
+	n = strlen(line);
+	if (n > 0 && line[n - 1] == '\n')
+		line[n - 1] = '\0';
+	msg((int)level, "%s", line);
+}
+
+/* ---- background work ---------------------------------------------------- */
+
+struct ticker {
+	struct broker *broker;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stop;
+};
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Retention and flushes every TICK_MS; one scrub after SCRUB_DELAY_MS. */
+static void *ticker_main(void *arg)
+{
+	struct ticker *tk = arg;
+	int64_t started = wall_ms();
+	bool scrubbed = false;
+
+	pthread_mutex_lock(&tk->lock);
+	while (!tk->stop) {
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += TICK_MS % 1000 * 1000000L;
+		until.tv_sec += TICK_MS / 1000 + until.tv_nsec / 1000000000L;
+		until.tv_nsec %= 1000000000L;
+		pthread_cond_timedwait(&tk->cond, &tk->lock, &until);
+		if (tk->stop)
+			break;
+		pthread_mutex_unlock(&tk->lock);
+		broker_tick(tk->broker, wall_ms());
+		if (!scrubbed && wall_ms() - started >= SCRUB_DELAY_MS) {
+			broker_scrub(tk->broker);
+			scrubbed = true;
+		}
+		pthread_mutex_lock(&tk->lock);
+	}
+	pthread_mutex_unlock(&tk->lock);
+	return NULL;
+}
+
+static void ticker_stop(struct ticker *tk)
+{
+	pthread_mutex_lock(&tk->lock);
+	tk->stop = true;
+	pthread_cond_signal(&tk->cond);
+	pthread_mutex_unlock(&tk->lock);
+	pthread_join(tk->thread, NULL);
+}
+
+/* systemd Type=notify: one datagram to $NOTIFY_SOCKET. */
+static void notify_ready(void)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (!path || strlen(path) >= sizeof(sa.sun_path))
+		return;
+	strcpy(sa.sun_path, path);
+	if (sa.sun_path[0] == '@')
+		sa.sun_path[0] = '\0';
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	sendto(fd, "READY=1", 7, 0, (struct sockaddr *)&sa,
+	       (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path)));
+	close(fd);
+}
+
+/* ---- mounting ------------------------------------------------------------ */
+
+/* Is path already a mount point (in /proc/self/mountinfo)? */
+static bool is_mounted(const char *path)
+{
+	char line[4096], real[PATH_MAX];
+	bool found = false;
+	FILE *f;
+
+	if (!realpath(path, real))
+		return false;
+	f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f)) {
+		char mnt[PATH_MAX];
+		if (sscanf(line, "%*s %*s %*s %*s %4095s", mnt) == 1 &&
+		    strcmp(mnt, real) == 0)
+			found = true;
+	}
+	fclose(f);
+	return found;
+}
+
+static int check_mountpoint(const char *mp)
+{
+	struct stat st;
+
+	if (stat(mp, &st) < 0) {
+		if (errno == ENOTCONN)
+			fprintf(stderr, "topicfs: %s: a dead topicfs is still "
+				"mounted here; run 'fusermount3 -u %s' first\n",
+				mp, mp);
+		else
+			fprintf(stderr, "topicfs: mountpoint %s: %s\n", mp,
+				strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "topicfs: mountpoint %s: not a directory\n", mp);
+		return -1;
+	}
+	if (is_mounted(mp)) {
+		fprintf(stderr, "topicfs: mountpoint %s: something is already "
+			"mounted there\n", mp);
+		return -1;
+	}
+	return 0;
+}
+
+static int run(struct options *o, struct fuse_args *args,
+	       struct fuse_cmdline_opts *co)
+{
+	struct broker_opts bo = { o->datadir, o->num_partitions };
+	struct ticker tk = { 0 };
+	struct fuse_session *se = NULL;
+	struct fuse_loop_config *lc;
+	struct broker *broker = NULL;
+	struct fs *fs = NULL;
+	int rc = 1;
+
+	if (check_mountpoint(co->mountpoint) < 0)
+		return 1;
+	int err = broker_open(&bo, &broker);
+	if (err < 0) {
+		fprintf(stderr, "topicfs: data directory %s: %s\n", o->datadir,
+			err == -EBUSY ? "in use by another topicfs mount" :
+			strerror(-err));
+		return 1;
+	}
+	if (fs_new(broker, &fs) < 0)
+		goto out_broker;
+	se = fuse_session_new(args, fs_ops(), sizeof(*fs_ops()), fs);
+	if (!se)
+		goto out_fs; /* libfuse printed why (e.g. an unknown option) */
+	fs_set_session(fs, se);
+	if (fuse_set_signal_handlers(se) != 0)
+		goto out_session;
+	if (fuse_session_mount(se, co->mountpoint) != 0)
+		goto out_signals;
+	if (fuse_daemonize(co->foreground) != 0)
+		goto out_unmount;
+	if (!co->foreground)
+		msg_use_syslog(true);
+	msg(LOG_INFO, "serving %s on %s", o->datadir, co->mountpoint);
+
+	tk.broker = broker;
+	pthread_mutex_init(&tk.lock, NULL);
+	pthread_cond_init(&tk.cond, NULL);
+	if (pthread_create(&tk.thread, NULL, ticker_main, &tk) != 0)
+		goto out_unmount;
+	notify_ready();
+	lc = fuse_loop_cfg_create();
+	fuse_loop_cfg_set_clone_fd(lc, co->clone_fd);
+	fuse_loop_cfg_set_idle_threads(lc, co->max_idle_threads);
+	rc = fuse_session_loop_mt(se, lc) != 0;
+	fuse_loop_cfg_destroy(lc);
+	ticker_stop(&tk);
+	msg(LOG_INFO, "unmounting %s", co->mountpoint);
+
+out_unmount:
+	fs_flush_open_files(fs);
+	fuse_session_unmount(se);
+out_signals:
+	fuse_remove_signal_handlers(se);
+out_session:
+	fuse_session_destroy(se);
+out_fs:
+	fs_free(fs);
+out_broker:
+	if (broker_close(broker) < 0)
+		rc = 1;
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct options o = { .num_partitions = 1 };
+	struct fuse_cmdline_opts co;
+	int rc = 1;
+
 	if (argc >= 2 && strcmp(argv[1], "dump-log") == 0)
 		return cmd_dump_log(argc - 1, argv + 1);
-	if (argc == 2 && strcmp(argv[1], "--version") == 0) {
-		printf("topicfs %s\n", TOPICFS_VERSION);
-		return 0;
-	}
-	if (argc == 2 && (strcmp(argv[1], "--help") == 0 ||
-			  strcmp(argv[1], "-h") == 0)) {
+	log_set_logger(engine_logger, NULL);
+	fuse_set_log_func(fuse_logger);
+	if (fuse_opt_parse(&args, &o, option_spec, option_proc) != 0)
+		goto out;
+	if (o.help) {
 		usage(stdout);
-		return 0;
+		rc = 0;
+		goto out;
 	}
-	usage(stderr);
-	return 2;
+	if (o.version) {
+		printf("topicfs %s (libfuse %s)\n", TOPICFS_VERSION,
+		       fuse_pkgversion());
+		rc = 0;
+		goto out;
+	}
+	if (!o.datadir || !o.mountpoint) {
+		usage(stderr);
+		goto out;
+	}
+	if (o.num_partitions < 1 || o.num_partitions > TOPIC_PARTITIONS_MAX) {
+		fprintf(stderr, "topicfs: num.partitions must be 1 to %u\n",
+			TOPIC_PARTITIONS_MAX);
+		goto out;
+	}
+	if (fuse_parse_cmdline(&args, &co) != 0)
+		goto out;
+	if (!co.mountpoint) {
+		usage(stderr);
+	} else {
+		rc = run(&o, &args, &co);
+	}
+	free(co.mountpoint);
+out:
+	free(o.datadir);
+	free(o.mountpoint);
+	fuse_opt_free_args(&args);
+	return rc;
 }

@@ -1,0 +1,344 @@
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "msg.h"
+
+enum config_type {
+	CT_U32,       /* unsigned in [min, max] */
+	CT_I64,       /* signed in [min, max] */
+	CT_U64,
+	CT_BOOL,      /* true / false */
+	CT_ACKS,      /* 1 / all / -1 */
+	CT_CODEC,     /* none / lz4 / zstd */
+	CT_FRAMING,   /* lines / binary */
+	CT_SEPARATOR, /* 0 to KEY_SEPARATOR_MAX bytes, C escapes allowed */
+	CT_POLICY,    /* delete */
+};
+
+struct config_desc {
+	const char *name;
+	enum config_type type;
+	size_t off;
+	int64_t min, max;
+};
+
+#define F(field) offsetof(struct topic_config, field)
+
+static const struct config_desc config_table[] = {
+	{ "partitions", CT_U32, F(partitions), 1, TOPIC_PARTITIONS_MAX },
+	{ "replication.factor", CT_U32, F(replication_factor), 1, 1 },
+	{ "min.insync.replicas", CT_U32, F(min_insync_replicas), 1, 1 },
+	{ "acks", CT_ACKS, F(acks), 0, 0 },
+	{ "unclean.leader.election.enable", CT_BOOL,
+	  F(unclean_leader_election), 0, 0 },
+	{ "framing", CT_FRAMING, F(framing), 0, 0 },
+	{ "key.separator", CT_SEPARATOR, F(key_separator), 0, 0 },
+	{ "cleanup.policy", CT_POLICY, 0, 0, 0 },
+	{ "max.message.bytes", CT_U32, F(max_message_bytes), 1,
+	  LOG_RECORD_BYTES_MAX },
+	{ "flush.messages", CT_I64, F(flush_messages), 1, INT64_MAX },
+	{ "flush.ms", CT_I64, F(flush_ms), 1, INT64_MAX },
+	{ "segment.bytes", CT_U64, F(log.segment_bytes),
+	  (int64_t)LOG_SEGMENT_BYTES_MIN, (int64_t)LOG_SEGMENT_BYTES_MAX },
+	{ "segment.ms", CT_I64, F(log.segment_ms), 1, INT64_MAX },
+	{ "segment.index.bytes", CT_U32, F(log.index_bytes),
+	  LOG_INDEX_BYTES_MIN, LOG_INDEX_BYTES_MAX },
+	{ "index.interval.bytes", CT_U32, F(log.index_interval_bytes), 1,
+	  INT32_MAX },
+	{ "retention.ms", CT_I64, F(log.retention_ms), -1, INT64_MAX },
+	{ "retention.bytes", CT_I64, F(log.retention_bytes), -1, INT64_MAX },
+	{ "compression.type", CT_CODEC, F(log.codec), 0, 0 },
+	{ "compression.zstd.level", CT_U32, F(log.zstd_level), 1, 22 },
+};
+
+#define CONFIG_COUNT (sizeof(config_table) / sizeof(config_table[0]))
+
+void config_default(struct topic_config *c, uint32_t partitions)
+{
+	memset(c, 0, sizeof(*c));
+	c->partitions = partitions;
+	c->replication_factor = 1;
+	c->min_insync_replicas = 1;
+	c->acks = 1;
+	c->framing = FRAMING_LINES;
+	c->max_message_bytes = 1048588; /* Kafka's default */
+	c->flush_messages = INT64_MAX;
+	c->flush_ms = 10000;
+	log_config_default(&c->log);
+}
+
+size_t config_count(void)
+{
+	return CONFIG_COUNT;
+}
+
+const char *config_name(size_t i)
+{
+	return i < CONFIG_COUNT ? config_table[i].name : NULL;
+}
+
+static const struct config_desc *config_find(const char *name)
+{
+	for (size_t i = 0; i < CONFIG_COUNT; i++) {
+		if (strcmp(config_table[i].name, name) == 0)
+			return &config_table[i];
+	}
+	return NULL;
+}
+
+/* Print a separator with C escapes for control characters. */
+static void config_escape(const char *s, char *buf, size_t size)
+{
+	size_t n = 0;
+
+	for (; *s && n + 5 < size; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '\t')
+			n += (size_t)snprintf(buf + n, size - n, "\\t");
+		else if (ch == '\\')
+			n += (size_t)snprintf(buf + n, size - n, "\\\\");
+		else if (ch < 0x20 || ch == 0x7f)
+			n += (size_t)snprintf(buf + n, size - n, "\\x%02x", ch);
+		else
+			buf[n++] = (char)ch;
+	}
+	buf[n] = '\0';
+}
+
+/* Undo config_escape; -EINVAL on a bad escape or a too-long result. */
+static int config_unescape(const char *v, char *out, size_t size)
+{
+	size_t n = 0;
+
+	for (; *v; v++) {
+		char ch = *v;
+		if (ch == '\\') {
+			v++;
+			if (*v == 't')
+				ch = '\t';
+			else if (*v == 'n')
+				ch = '\n';
+			else if (*v == '\\')
+				ch = '\\';
+			else if (*v == 'x' && isxdigit((unsigned char)v[1]) &&
+				 isxdigit((unsigned char)v[2])) {
+				char hex[3] = { v[1], v[2], 0 };
+				ch = (char)strtoul(hex, NULL, 16);
+				v += 2;
+			} else
+				return -EINVAL;
+		}
+		if (ch == '\0' || n + 1 >= size)
+			return -EINVAL;
+		out[n++] = ch;
+	}
+	out[n] = '\0';
+	return 0;
+}
+
+int config_get(const struct topic_config *c, const char *name, char *buf,
+	       size_t size)
+{
+	const struct config_desc *d = config_find(name);
+	const char *base = (const char *)c;
+
+	if (!d)
+		return -ENODATA;
+	switch (d->type) {
+	case CT_U32:
+		snprintf(buf, size, "%" PRIu32,
+			 *(const uint32_t *)(const void *)(base + d->off));
+		break;
+	case CT_U64:
+		snprintf(buf, size, "%" PRIu64,
+			 *(const uint64_t *)(const void *)(base + d->off));
+		break;
+	case CT_I64:
+		snprintf(buf, size, "%" PRId64,
+			 *(const int64_t *)(const void *)(base + d->off));
+		break;
+	case CT_BOOL:
+		snprintf(buf, size, "%s",
+			 *(const bool *)(const void *)(base + d->off) ? "true" : "false");
+		break;
+	case CT_ACKS:
+		snprintf(buf, size, "%s", c->acks == -1 ? "all" : "1");
+		break;
+	case CT_CODEC:
+		snprintf(buf, size, "%s", codec_name(c->log.codec));
+		break;
+	case CT_FRAMING:
+		snprintf(buf, size, "%s",
+			 c->framing == FRAMING_BINARY ? "binary" : "lines");
+		break;
+	case CT_SEPARATOR:
+		config_escape(c->key_separator, buf, size);
+		break;
+	case CT_POLICY:
+		snprintf(buf, size, "delete");
+		break;
+	}
+	return 0;
+}
+
+static int parse_i64(const char *v, int64_t min, int64_t max, int64_t *out)
+{
+	char *end;
+	long long x;
+
+	if (!*v || isspace((unsigned char)*v))
+		return -EINVAL;
+	errno = 0;
+	x = strtoll(v, &end, 10);
+	if (errno || *end || x < min || x > max)
+		return -EINVAL;
+	*out = x;
+	return 0;
+}
+
+int config_set(struct topic_config *c, const char *name, const char *value,
+	       size_t len)
+{
+	const struct config_desc *d = config_find(name);
+	struct topic_config n = *c;
+	char *base = (char *)&n;
+	char v[CONFIG_VALUE_MAX + 1];
+	int64_t x;
+	int rc = 0;
+
+	if (!d)
+		return -ENODATA;
+	if (len > 0 && value[len - 1] == '\n')
+		len--;
+	if (len > CONFIG_VALUE_MAX || memchr(value, '\0', len))
+		return -EINVAL;
+	memcpy(v, value, len);
+	v[len] = '\0';
+	switch (d->type) {
+	case CT_U32:
+		rc = parse_i64(v, d->min, d->max, &x);
+		if (rc == 0)
+			*(uint32_t *)(void *)(base + d->off) = (uint32_t)x;
+		break;
+	case CT_U64:
+		rc = parse_i64(v, d->min, d->max, &x);
+		if (rc == 0)
+			*(uint64_t *)(void *)(base + d->off) = (uint64_t)x;
+		break;
+	case CT_I64:
+		rc = parse_i64(v, d->min, d->max, &x);
+		if (rc == 0)
+			*(int64_t *)(void *)(base + d->off) = x;
+		break;
+	case CT_BOOL:
+		if (strcmp(v, "true") && strcmp(v, "false"))
+			return -EINVAL;
+		*(bool *)(void *)(base + d->off) = strcmp(v, "true") == 0;
+		break;
+	case CT_ACKS:
+		if (strcmp(v, "1") == 0)
+			n.acks = 1;
+		else if (strcmp(v, "all") == 0 || strcmp(v, "-1") == 0)
+			n.acks = -1;
+		else
+			return -EINVAL;
+		break;
+	case CT_CODEC:
+		rc = codec_parse(v);
+		if (rc >= 0) {
+			n.log.codec = rc;
+			rc = 0;
+		}
+		break;
+	case CT_FRAMING:
+		if (strcmp(v, "lines") == 0)
+			n.framing = FRAMING_LINES;
+		else if (strcmp(v, "binary") == 0)
+			n.framing = FRAMING_BINARY;
+		else
+			return -EINVAL;
+		break;
+	case CT_SEPARATOR:
+		rc = config_unescape(v, n.key_separator, sizeof(n.key_separator));
+		if (rc == 0 && strchr(n.key_separator, '\n'))
+			rc = -EINVAL;
+		break;
+	case CT_POLICY:
+		/* Only deletion is implemented; compaction is refused. */
+		if (strcmp(v, "delete") != 0)
+			return -EINVAL;
+		break;
+	}
+	if (rc < 0)
+		return -EINVAL;
+	if (n.partitions < c->partitions || n.min_insync_replicas >
+	    n.replication_factor || log_config_check(&n.log) < 0)
+		return -EINVAL;
+	*c = n;
+	return 0;
+}
+
+int config_reset(struct topic_config *c, const char *name)
+{
+	struct topic_config def;
+	char buf[CONFIG_VALUE_MAX + 1];
+	int rc;
+
+	if (strcmp(name, "partitions") == 0)
+		return -EPERM;
+	config_default(&def, c->partitions);
+	rc = config_get(&def, name, buf, sizeof(buf));
+	if (rc == 0)
+		rc = config_set(c, name, buf, strlen(buf));
+	return rc;
+}
+
+char *config_format(const struct topic_config *c)
+{
+	size_t cap = CONFIG_COUNT * (64 + CONFIG_VALUE_MAX) + 64, n = 0;
+	char *out = malloc(cap), v[CONFIG_VALUE_MAX + 1];
+
+	if (!out)
+		return NULL;
+	n += (size_t)snprintf(out, cap, "# topicfs topic configuration\n");
+	for (size_t i = 0; i < CONFIG_COUNT; i++) {
+		config_get(c, config_table[i].name, v, sizeof(v));
+		n += (size_t)snprintf(out + n, cap - n, "%s=%s\n",
+				      config_table[i].name, v);
+	}
+	return out;
+}
+
+int config_parse(struct topic_config *c, const char *text)
+{
+	const char *p = text;
+
+	while (*p) {
+		const char *eol = strchr(p, '\n'), *eq;
+		size_t len = eol ? (size_t)(eol - p) : strlen(p);
+		char name[64];
+
+		eq = memchr(p, '=', len);
+		if (*p != '#' && len > 0) {
+			size_t nlen = eq ? (size_t)(eq - p) : 0;
+			if (!eq || nlen >= sizeof(name))
+				return -EINVAL;
+			memcpy(name, p, nlen);
+			name[nlen] = '\0';
+			int rc = config_set(c, name, eq + 1, len - nlen - 1);
+			if (rc == -ENODATA)
+				msg(LOG_WARNING, "unknown setting "
+				       "'%s' ignored", name);
+			else if (rc < 0)
+				return rc;
+		}
+		p += len + (eol ? 1 : 0);
+	}
+	return 0;
+}

@@ -1,0 +1,70 @@
+/*
+ * Topic configuration: Kafka's topic-level settings by their Kafka names,
+ * validated, printed, and stored as a text file of "name=value" lines.
+ * Exposed to users as the xattrs "user.topicfs.<name>" of topic
+ * directories (docs/CONFIG.md lists them all).
+ */
+#ifndef TOPICFS_FS_CONFIG_H
+#define TOPICFS_FS_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "log.h"
+
+#define TOPIC_PARTITIONS_MAX 1024u
+#define CONFIG_VALUE_MAX 255
+#define KEY_SEPARATOR_MAX 8
+
+enum framing { FRAMING_LINES = 0, FRAMING_BINARY = 1 };
+
+struct topic_config {
+	uint32_t partitions;
+	uint32_t replication_factor;
+	uint32_t min_insync_replicas;
+	int acks;                       /* 1, or -1 for "all" */
+	bool unclean_leader_election;
+	int framing;
+	char key_separator[KEY_SEPARATOR_MAX + 1]; /* "" = records unkeyed */
+	uint32_t max_message_bytes;
+	int64_t flush_messages;         /* fsync after this many records */
+	int64_t flush_ms;               /* fsync when data is this old */
+	struct log_config log;          /* segment.*, retention.*, compression.* */
+};
+
+/* Defaults (Kafka's, except where docs/CONFIG.md says otherwise). */
+void config_default(struct topic_config *c, uint32_t partitions);
+
+/* Number of settings and the name of setting i (for listxattr). */
+size_t config_count(void);
+const char *config_name(size_t i);
+
+/*
+ * Print setting `name` into buf (NUL-terminated, at most
+ * CONFIG_VALUE_MAX + 1 bytes). -ENODATA for an unknown name.
+ */
+int config_get(const struct topic_config *c, const char *name, char *buf,
+	       size_t size);
+
+/*
+ * Set `name` to the value (len bytes, not NUL-terminated, one trailing
+ * newline tolerated) in c. -ENODATA for an unknown name, -EINVAL for a
+ * bad value (c unchanged). `partitions` may only grow.
+ */
+int config_set(struct topic_config *c, const char *name, const char *value,
+	       size_t len);
+
+/* Reset name to its default (removexattr). */
+int config_reset(struct topic_config *c, const char *name);
+
+/* Serialise to "name=value\n" lines; returns a malloc'd string. */
+char *config_format(const struct topic_config *c);
+
+/*
+ * Parse a file written by config_format into c (which holds defaults);
+ * unknown names are ignored with a warning, a bad value is an error.
+ */
+int config_parse(struct topic_config *c, const char *text);
+
+#endif

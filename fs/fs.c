@@ -1,0 +1,1680 @@
+/*
+ * FUSE low-level operations. Every request is answered by exactly one
+ * fuse_reply_*; errors are negative errnos internally and positive ones
+ * in fuse_reply_err.
+ *
+ * Inode numbers are computed, not stored:
+ *   1 root, 2 .status, 3 .metrics
+ *   (topic id << 24) | (kind << 20) | partition   topic dirs and files
+ *   (1 << 62) | n                                 read views (a table)
+ * Topic ids are never reused within a mount, so a stale inode of a deleted
+ * topic answers ENOENT rather than reaching a new topic of the same name.
+ */
+#include "fs.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "msg.h"
+#include "topicfs_ioctl.h"
+
+#define INO_ROOT 1
+#define INO_STATUS 2
+#define INO_METRICS 3
+#define INO_VIEW_BIT (1ull << 62)
+#define XATTR_PREFIX "user.topicfs."
+#define XATTR_VALUE_MAX 4096
+/* Extents one read can return (and segments it may span). */
+#define READ_EXTENTS_MAX 8
+/* Directory attributes may be cached; files change all the time. */
+#define DIR_ATTR_TIMEOUT 1.0
+
+enum kind {
+	K_TOPIC = 1,    /* these four are encoded in topic inode numbers */
+	K_PART = 2,
+	K_PRODUCE = 3,
+	K_GROUPS = 4,
+	K_ROOT = 16,
+	K_STATUS,
+	K_METRICS,
+	K_VIEW,
+};
+
+/* A read view <p>@<selector>, alive while the kernel knows its inode. */
+struct view {
+	fuse_ino_t ino;
+	uint64_t topic_id;
+	uint32_t part;
+	uint64_t start_pos;
+	uint64_t nlookup;
+	struct view *next;
+};
+
+struct fh;
+
+struct fs {
+	struct broker *broker;
+	struct fuse_session *se;
+	pthread_mutex_t lock;       /* protects views and open_files */
+	struct view *views;
+	uint64_t next_view;
+	struct fh *open_files;      /* every open file handle */
+	uid_t uid;
+	gid_t gid;
+	time_t mount_time;
+};
+
+/* What an inode names, with a reference on its topic. */
+struct node {
+	int kind;
+	struct topic *t;
+	uint32_t part;
+	uint64_t view_start;
+};
+
+struct fh {
+	int kind;
+	struct topic *t;
+	struct part *p;
+	pthread_mutex_t lock;
+
+	/* writing */
+	bool writable;
+	uint8_t *partial;        /* an incomplete last record */
+	size_t plen, pcap;
+	uint8_t *scratch;        /* partial + new bytes, records grouped */
+	size_t scap;
+	uint32_t *lens;
+	size_t lcap;
+	uint32_t *route;         /* .produce: partition of each record */
+	size_t rcap;
+	struct topicfs_last_write last;
+	struct fh *prev, *next;  /* in fs->open_files */
+
+	/* reading */
+	struct log_cursor *cur;
+	uint64_t base;           /* partition position of file offset 0 */
+	uint64_t skew;           /* retention moved the start under us */
+	bool direct;
+	struct fuse_bufvec *bv;
+
+	/* .status and .metrics */
+	char *text;
+	size_t text_len;
+};
+
+static struct fs *fs_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static fuse_ino_t ino_make(uint64_t topic_id, int kind, uint32_t part)
+{
+	return (fuse_ino_t)(topic_id << 24 | (uint64_t)kind << 20 | part);
+}
+
+/* ---- views ------------------------------------------------------------- */
+
+static struct view *view_find(struct fs *fs, fuse_ino_t ino)
+{
+	for (struct view *v = fs->views; v; v = v->next) {
+		if (v->ino == ino)
+			return v;
+	}
+	return NULL;
+}
+
+static fuse_ino_t view_add(struct fs *fs, uint64_t topic_id, uint32_t part,
+			   uint64_t start_pos)
+{
+	struct view *v = calloc(1, sizeof(*v));
+	fuse_ino_t ino = 0;
+
+	if (!v)
+		return 0;
+	pthread_mutex_lock(&fs->lock);
+	v->ino = ino = (fuse_ino_t)(INO_VIEW_BIT | ++fs->next_view);
+	v->topic_id = topic_id;
+	v->part = part;
+	v->start_pos = start_pos;
+	v->nlookup = 1;
+	v->next = fs->views;
+	fs->views = v;
+	pthread_mutex_unlock(&fs->lock);
+	return ino;
+}
+
+static void view_forget(struct fs *fs, fuse_ino_t ino, uint64_t n)
+{
+	pthread_mutex_lock(&fs->lock);
+	for (struct view **pp = &fs->views; *pp; pp = &(*pp)->next) {
+		struct view *v = *pp;
+		if (v->ino != ino)
+			continue;
+		v->nlookup = v->nlookup > n ? v->nlookup - n : 0;
+		if (v->nlookup == 0) {
+			*pp = v->next;
+			free(v);
+		}
+		break;
+	}
+	pthread_mutex_unlock(&fs->lock);
+}
+
+/* ---- nodes ------------------------------------------------------------- */
+
+static int node_get(struct fs *fs, fuse_ino_t ino, struct node *n)
+{
+	uint64_t id;
+
+	memset(n, 0, sizeof(*n));
+	if (ino == INO_ROOT || ino == INO_STATUS || ino == INO_METRICS) {
+		n->kind = ino == INO_ROOT ? K_ROOT :
+			  ino == INO_STATUS ? K_STATUS : K_METRICS;
+		return 0;
+	}
+	if (ino & INO_VIEW_BIT) {
+		struct view *v;
+		pthread_mutex_lock(&fs->lock);
+		v = view_find(fs, ino);
+		if (v) {
+			id = v->topic_id;
+			n->part = v->part;
+			n->view_start = v->start_pos;
+		}
+		pthread_mutex_unlock(&fs->lock);
+		if (!v)
+			return -ENOENT;
+		n->kind = K_VIEW;
+	} else {
+		id = ino >> 24;
+		n->kind = (int)((ino >> 20) & 0xf);
+		n->part = (uint32_t)(ino & 0xfffff);
+		if (n->kind < K_TOPIC || n->kind > K_GROUPS)
+			return -ENOENT;
+	}
+	n->t = broker_topic_by_id(fs->broker, id);
+	if (!n->t)
+		return -ENOENT;
+	if ((n->kind == K_PART || n->kind == K_VIEW) &&
+	    n->part >= topic_partitions(n->t)) {
+		topic_put(n->t);
+		return -ENOENT;
+	}
+	return 0;
+}
+
+static void node_put(struct node *n)
+{
+	if (n->t)
+		topic_put(n->t);
+	n->t = NULL;
+}
+
+static void node_stat(struct fs *fs, fuse_ino_t ino, const struct node *n,
+		      struct stat *st)
+{
+	struct log_state ls;
+
+	memset(st, 0, sizeof(*st));
+	st->st_ino = ino;
+	st->st_uid = fs->uid;
+	st->st_gid = fs->gid;
+	st->st_atime = st->st_mtime = st->st_ctime = fs->mount_time;
+	st->st_blksize = 4096;
+	switch (n->kind) {
+	case K_ROOT:
+	case K_TOPIC:
+	case K_GROUPS:
+		st->st_mode = S_IFDIR | 0755;
+		st->st_nlink = 2;
+		break;
+	case K_STATUS:
+	case K_METRICS:
+		st->st_mode = S_IFREG | 0444;
+		st->st_nlink = 1;
+		break;
+	case K_PRODUCE:
+		st->st_mode = S_IFREG | 0200;
+		st->st_nlink = 1;
+		break;
+	case K_PART:
+	case K_VIEW:
+		log_get_state(part_log(topic_part(n->t, n->part)), &ls);
+		st->st_mode = S_IFREG | (n->kind == K_PART ? 0644 : 0444);
+		st->st_nlink = 1;
+		if (n->kind == K_PART)
+			st->st_size = (off_t)ls.hw_pos;
+		else
+			st->st_size = ls.hw_pos > n->view_start ?
+				      (off_t)(ls.hw_pos - n->view_start) : 0;
+		st->st_blocks = (blkcnt_t)((ls.size_bytes + 511) / 512);
+		if (ls.max_ts > 0) {
+			st->st_mtime = (time_t)(ls.max_ts / 1000);
+			st->st_ctime = st->st_mtime;
+		}
+		break;
+	}
+}
+
+static double node_timeout(const struct node *n)
+{
+	return n->kind == K_ROOT || n->kind == K_TOPIC || n->kind == K_GROUPS ?
+	       DIR_ATTR_TIMEOUT : 0.0;
+}
+
+static void reply_entry(fuse_req_t req, fuse_ino_t ino, const struct node *n)
+{
+	struct fuse_entry_param e;
+
+	memset(&e, 0, sizeof(e));
+	e.ino = ino;
+	e.attr_timeout = node_timeout(n);
+	e.entry_timeout = n->kind == K_VIEW ? 0.0 : DIR_ATTR_TIMEOUT;
+	node_stat(fs_of(req), ino, n, &e.attr);
+	fuse_reply_entry(req, &e);
+}
+
+/* ---- read views -------------------------------------------------------- */
+
+/* Parse "YYYY-MM-DDTHH:MM:SS[.mmm](Z|+HH:MM|-HH:MM)" into Unix ms. */
+static int parse_iso8601(const char *s, int64_t *ms)
+{
+	struct tm tm;
+	const char *p;
+	int64_t frac = 0, offset = 0;
+
+	memset(&tm, 0, sizeof(tm));
+	p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (!p)
+		return -EINVAL;
+	if (*p == '.') {
+		int digits = 0;
+		for (p++; *p >= '0' && *p <= '9'; p++, digits++) {
+			if (digits < 3)
+				frac = frac * 10 + (*p - '0');
+		}
+		if (digits == 0)
+			return -EINVAL;
+		for (; digits < 3; digits++)
+			frac *= 10;
+	}
+	if (*p == 'Z' && p[1] == '\0') {
+		offset = 0;
+	} else if ((*p == '+' || *p == '-') && strlen(p) == 6 && p[3] == ':') {
+		int h = (p[1] - '0') * 10 + (p[2] - '0');
+		int m = (p[4] - '0') * 10 + (p[5] - '0');
+		offset = (h * 60 + m) * 60 * (*p == '+' ? 1 : -1);
+	} else {
+		return -EINVAL;
+	}
+	*ms = ((int64_t)timegm(&tm) - offset) * 1000 + frac;
+	return 0;
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+	char *end;
+
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	*out = strtoull(s, &end, 10);
+	return errno || *end ? -EINVAL : 0;
+}
+
+/*
+ * Resolve a selector (the text after '@') to a partition position:
+ * <offset>, earliest, latest, -N, t=<unix ms>, or an ISO-8601 time.
+ */
+static int view_resolve(struct log *l, const char *sel, uint64_t *pos)
+{
+	struct log_state st;
+	uint64_t off, n;
+	int64_t ms;
+	int rc;
+
+	log_get_state(l, &st);
+	if (strcmp(sel, "earliest") == 0) {
+		off = st.start_offset;
+	} else if (strcmp(sel, "latest") == 0) {
+		off = st.hw;
+	} else if (sel[0] == '-') {
+		if (parse_u64(sel + 1, &n) < 0)
+			return -EINVAL;
+		off = st.hw - st.start_offset > n ? st.hw - n : st.start_offset;
+	} else if (strncmp(sel, "t=", 2) == 0 || strchr(sel, 'T')) {
+		if (sel[0] == 't') {
+			uint64_t u;
+			if (parse_u64(sel + 2, &u) < 0 || u > INT64_MAX)
+				return -EINVAL;
+			ms = (int64_t)u;
+		} else if (parse_iso8601(sel, &ms) < 0) {
+			return -EINVAL;
+		}
+		rc = log_time_to_offset(l, ms, &off);
+		if (rc < 0)
+			return rc;
+		if (off > st.hw)
+			off = st.hw;
+	} else {
+		if (parse_u64(sel, &off) < 0)
+			return -EINVAL;
+		if (off < st.start_offset || off > st.hw)
+			return -ERANGE;
+	}
+	return log_offset_to_pos(l, off, pos);
+}
+
+/* ---- lookup, getattr, readdir ------------------------------------------ */
+
+static int lookup_in_topic(fuse_req_t req, struct node *dir, const char *name)
+{
+	struct fs *fs = fs_of(req);
+	uint64_t id = topic_id(dir->t), p, pos;
+	const char *at = strchr(name, '@');
+	char num[16];
+	struct node n = { .t = dir->t };
+	fuse_ino_t ino;
+	int rc;
+
+	if (strcmp(name, ".produce") == 0) {
+		n.kind = K_PRODUCE;
+		reply_entry(req, ino_make(id, K_PRODUCE, 0), &n);
+		return 0;
+	}
+	if (strcmp(name, ".groups") == 0) {
+		n.kind = K_GROUPS;
+		reply_entry(req, ino_make(id, K_GROUPS, 0), &n);
+		return 0;
+	}
+	if ((at ? (size_t)(at - name) : strlen(name)) >= sizeof(num))
+		return -ENOENT;
+	snprintf(num, sizeof(num), "%.*s",
+		 (int)(at ? (size_t)(at - name) : strlen(name)), name);
+	if (parse_u64(num, &p) < 0 || p >= topic_partitions(dir->t) ||
+	    (num[0] == '0' && num[1] != '\0'))
+		return -ENOENT;
+	n.part = (uint32_t)p;
+	if (!at) {
+		n.kind = K_PART;
+		reply_entry(req, ino_make(id, K_PART, n.part), &n);
+		return 0;
+	}
+	rc = view_resolve(part_log(topic_part(dir->t, n.part)), at + 1, &pos);
+	if (rc == -EINVAL)
+		rc = -ENOENT; /* not a selector: no such file */
+	if (rc < 0)
+		return rc;
+	ino = view_add(fs, id, n.part, pos);
+	if (!ino)
+		return -ENOMEM;
+	n.kind = K_VIEW;
+	n.view_start = pos;
+	reply_entry(req, ino, &n);
+	return 0;
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = fs_of(req);
+	struct node dir, n = { 0 };
+	int rc;
+
+	rc = node_get(fs, parent, &dir);
+	if (rc < 0)
+		goto out_err;
+	if (dir.kind == K_ROOT) {
+		if (strcmp(name, ".status") == 0 || strcmp(name, ".metrics") == 0) {
+			n.kind = name[1] == 's' ? K_STATUS : K_METRICS;
+			reply_entry(req, name[1] == 's' ? INO_STATUS : INO_METRICS,
+				    &n);
+			return;
+		}
+		n.t = broker_topic_get(fs->broker, name);
+		if (!n.t) {
+			rc = -ENOENT;
+			goto out_err;
+		}
+		n.kind = K_TOPIC;
+		reply_entry(req, ino_make(topic_id(n.t), K_TOPIC, 0), &n);
+		node_put(&n);
+		return;
+	}
+	if (dir.kind == K_TOPIC)
+		rc = lookup_in_topic(req, &dir, name);
+	else
+		rc = -ENOENT; /* .groups: consumer groups are not built yet */
+	node_put(&dir);
+	if (rc == 0)
+		return;
+out_err:
+	fuse_reply_err(req, -rc);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	if (ino & INO_VIEW_BIT)
+		view_forget(fs_of(req), ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count,
+			    struct fuse_forget_data *forgets)
+{
+	for (size_t i = 0; i < count; i++) {
+		if (forgets[i].ino & INO_VIEW_BIT)
+			view_forget(fs_of(req), forgets[i].ino,
+				    forgets[i].nlookup);
+	}
+	fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	struct node n;
+	struct stat st;
+	int rc;
+
+	(void)fi;
+	rc = node_get(fs_of(req), ino, &n);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	node_stat(fs_of(req), ino, &n, &st);
+	fuse_reply_attr(req, &st, node_timeout(&n));
+	node_put(&n);
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
+		       int to_set, struct fuse_file_info *fi)
+{
+	const int allowed = FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
+			    FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW |
+			    FUSE_SET_ATTR_CTIME;
+
+	(void)attr;
+	/* Partitions are append-only: no truncation, no mode changes.
+	 * Time updates (touch) are accepted and ignored. */
+	if (to_set & ~allowed) {
+		if (to_set & FUSE_SET_ATTR_SIZE)
+			msg(LOG_NOTICE, "truncate of inode %" PRIu64 " refused: "
+			    "partitions are append-only", (uint64_t)ino);
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	op_getattr(req, ino, fi);
+}
+
+struct dirbuf {
+	fuse_req_t req;
+	char *buf;
+	size_t size, used;
+	off_t next;
+};
+
+/* Add one entry; false when the buffer is full. */
+static bool dirbuf_add(struct dirbuf *d, const char *name, fuse_ino_t ino,
+		       mode_t mode, off_t next)
+{
+	struct stat st = { .st_ino = ino, .st_mode = mode };
+	size_t n = fuse_add_direntry(d->req, d->buf + d->used,
+				     d->size - d->used, name, &st, next);
+
+	if (n > d->size - d->used)
+		return false;
+	d->used += n;
+	return true;
+}
+
+static void readdir_root(struct fs *fs, struct dirbuf *d, off_t off)
+{
+	struct topic *ts[64];
+	unsigned n;
+
+	if (off < 1 && !dirbuf_add(d, ".", INO_ROOT, S_IFDIR, 1))
+		return;
+	if (off < 2 && !dirbuf_add(d, "..", INO_ROOT, S_IFDIR, 2))
+		return;
+	if (off < 3 && !dirbuf_add(d, ".status", INO_STATUS, S_IFREG, 3))
+		return;
+	if (off < 4 && !dirbuf_add(d, ".metrics", INO_METRICS, S_IFREG, 4))
+		return;
+	/* Topics follow, at offset 4 + id. */
+	uint64_t after = off < 4 ? 0 : (uint64_t)off - 4;
+	bool full = false;
+	while (!full && (n = broker_topics_list(fs->broker, after, ts, 64)) > 0) {
+		for (unsigned i = 0; i < n; i++) {
+			uint64_t id = topic_id(ts[i]);
+			if (!full)
+				full = !dirbuf_add(d, topic_name(ts[i]),
+						   ino_make(id, K_TOPIC, 0),
+						   S_IFDIR, (off_t)(4 + id));
+			after = id;
+			topic_put(ts[i]);
+		}
+	}
+}
+
+static void readdir_topic(struct node *dir, struct dirbuf *d, off_t off)
+{
+	uint64_t id = topic_id(dir->t);
+	uint32_t n = topic_partitions(dir->t);
+	char name[16];
+
+	if (off < 1 && !dirbuf_add(d, ".", ino_make(id, K_TOPIC, 0), S_IFDIR, 1))
+		return;
+	if (off < 2 && !dirbuf_add(d, "..", INO_ROOT, S_IFDIR, 2))
+		return;
+	if (off < 3 && !dirbuf_add(d, ".produce", ino_make(id, K_PRODUCE, 0),
+				   S_IFREG, 3))
+		return;
+	if (off < 4 && !dirbuf_add(d, ".groups", ino_make(id, K_GROUPS, 0),
+				   S_IFDIR, 4))
+		return;
+	for (uint32_t p = off < 4 ? 0 : (uint32_t)(off - 4); p < n; p++) {
+		snprintf(name, sizeof(name), "%" PRIu32, p);
+		if (!dirbuf_add(d, name, ino_make(id, K_PART, p), S_IFREG,
+				(off_t)(5 + p)))
+			return;
+	}
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	struct dirbuf d = { req, NULL, size, 0, 0 };
+	struct node n;
+	int rc;
+
+	(void)fi;
+	rc = node_get(fs_of(req), ino, &n);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	d.buf = malloc(size);
+	if (!d.buf) {
+		node_put(&n);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (n.kind == K_ROOT)
+		readdir_root(fs_of(req), &d, off);
+	else if (n.kind == K_TOPIC)
+		readdir_topic(&n, &d, off);
+	else if (n.kind == K_GROUPS) {
+		if (off < 1)
+			dirbuf_add(&d, ".", ino, S_IFDIR, 1);
+		if (off < 2)
+			dirbuf_add(&d, "..", ino_make(topic_id(n.t), K_TOPIC, 0),
+				   S_IFDIR, 2);
+	} else {
+		rc = -ENOTDIR;
+	}
+	node_put(&n);
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_buf(req, d.buf, d.used);
+	free(d.buf);
+}
+
+/* ---- topics: mkdir and rmdir ------------------------------------------- */
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode)
+{
+	struct fs *fs = fs_of(req);
+	struct node n = { .kind = K_TOPIC };
+	int rc;
+
+	(void)mode;
+	if (parent != INO_ROOT) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	if (!topic_name_valid(name)) {
+		msg(LOG_NOTICE, "mkdir '%.64s': invalid topic name (1 to 249 of "
+		    "[A-Za-z0-9._-], not starting with '.')", name);
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	rc = broker_topic_create(fs->broker, name);
+	if (rc == 0) {
+		n.t = broker_topic_get(fs->broker, name);
+		rc = n.t ? 0 : -ENOENT;
+	}
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	msg(LOG_INFO, "topic %s created with %" PRIu32 " partition(s)", name,
+	    topic_partitions(n.t));
+	reply_entry(req, ino_make(topic_id(n.t), K_TOPIC, 0), &n);
+	node_put(&n);
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	int rc;
+
+	if (parent != INO_ROOT) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	rc = broker_topic_delete(fs_of(req)->broker, name);
+	fuse_reply_err(req, -rc);
+}
+
+static void op_eperm_name(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	(void)parent;
+	(void)name;
+	fuse_reply_err(req, EPERM);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      fuse_ino_t newparent, const char *newname,
+		      unsigned int flags)
+{
+	(void)parent;
+	(void)name;
+	(void)newparent;
+	(void)newname;
+	(void)flags;
+	fuse_reply_err(req, EPERM);
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode, dev_t rdev)
+{
+	(void)mode;
+	(void)rdev;
+	op_eperm_name(req, parent, name);
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      mode_t mode, struct fuse_file_info *fi)
+{
+	(void)mode;
+	(void)fi;
+	op_eperm_name(req, parent, name);
+}
+
+/* ---- open and release --------------------------------------------------- */
+
+static void fh_free(struct fh *fh)
+{
+	if (fh->cur)
+		log_cursor_free(fh->cur);
+	if (fh->t)
+		topic_put(fh->t);
+	pthread_mutex_destroy(&fh->lock);
+	free(fh->partial);
+	free(fh->scratch);
+	free(fh->lens);
+	free(fh->route);
+	free(fh->bv);
+	free(fh->text);
+	free(fh);
+}
+
+static char *status_text(struct fs *fs, size_t *len);
+static char *metrics_text(struct fs *fs, size_t *len);
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	int acc = fi->flags & O_ACCMODE;
+	struct log_state st;
+	struct node n;
+	struct fh *fh;
+	int rc;
+
+	rc = node_get(fs, ino, &n);
+	if (rc < 0)
+		goto out_err;
+	rc = -EISDIR;
+	if (n.kind == K_ROOT || n.kind == K_TOPIC || n.kind == K_GROUPS)
+		goto out_put;
+	rc = -EPERM;
+	if ((fi->flags & O_TRUNC) && acc != O_RDONLY)
+		goto out_put;
+	rc = -EACCES;
+	if ((n.kind == K_PRODUCE && acc != O_WRONLY) ||
+	    (n.kind != K_PART && n.kind != K_PRODUCE && acc != O_RDONLY))
+		goto out_put;
+	rc = -ENOMEM;
+	fh = calloc(1, sizeof(*fh));
+	if (!fh)
+		goto out_put;
+	pthread_mutex_init(&fh->lock, NULL);
+	fh->kind = n.kind;
+	fh->t = n.t;
+	n.t = NULL;
+	fh->writable = acc != O_RDONLY;
+	fi->nonseekable = 0;
+	switch (fh->kind) {
+	case K_STATUS:
+	case K_METRICS:
+		fh->text = fh->kind == K_STATUS ? status_text(fs, &fh->text_len) :
+						  metrics_text(fs, &fh->text_len);
+		if (!fh->text)
+			goto out_free;
+		fi->direct_io = 1;
+		break;
+	case K_PART:
+	case K_VIEW:
+		fh->p = topic_part(fh->t, n.part);
+		if (log_cursor_new(part_log(fh->p), &fh->cur) < 0)
+			goto out_free;
+		fh->bv = malloc(sizeof(struct fuse_bufvec) +
+				READ_EXTENTS_MAX * sizeof(struct fuse_buf));
+		if (!fh->bv)
+			goto out_free;
+		log_get_state(part_log(fh->p), &st);
+		fh->base = fh->kind == K_VIEW ? n.view_start : 0;
+		/*
+		 * Bytes never change once written, so the page cache may keep
+		 * them. Views, and partitions whose head was deleted by
+		 * retention, read through the daemon instead: their file
+		 * offsets can shift.
+		 */
+		fh->direct = fh->kind == K_VIEW || st.start_pos > 0;
+		fi->direct_io = fh->direct;
+		fi->keep_cache = !fh->direct;
+		break;
+	case K_PRODUCE:
+		fh->p = NULL;
+		fi->direct_io = 1;
+		break;
+	}
+	pthread_mutex_lock(&fs->lock);
+	fh->next = fs->open_files;
+	if (fs->open_files)
+		fs->open_files->prev = fh;
+	fs->open_files = fh;
+	pthread_mutex_unlock(&fs->lock);
+	fi->fh = (uint64_t)(uintptr_t)fh;
+	if (fuse_reply_open(req, fi) == -ENOENT) {
+		/* The open was interrupted: undo it. */
+		fi->fh = 0;
+	}
+	node_put(&n);
+	return;
+
+out_free:
+	fh_free(fh);
+	rc = -ENOMEM;
+out_put:
+	node_put(&n);
+out_err:
+	fuse_reply_err(req, -rc);
+}
+
+static struct fh *fh_of(struct fuse_file_info *fi)
+{
+	return (struct fh *)(uintptr_t)fi->fh;
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+static int grow(void *pp, size_t *cap, size_t want, size_t elem)
+{
+	void **p = pp;
+	void *n;
+
+	if (*cap >= want)
+		return 0;
+	if (want < 2 * *cap)
+		want = 2 * *cap;
+	n = realloc(*p, want * elem);
+	if (!n)
+		return -ENOMEM;
+	*p = n;
+	*cap = want;
+	return 0;
+}
+
+static const char *fh_where(const struct fh *fh, char *buf, size_t size)
+{
+	if (fh->p)
+		snprintf(buf, size, "topic %s partition %" PRIu32,
+			 topic_name(fh->t), part_index(fh->p));
+	else
+		snprintf(buf, size, "topic %s .produce", topic_name(fh->t));
+	return buf;
+}
+
+/*
+ * Cut data (len bytes) into records by the topic's framing: fills
+ * fh->lens, returns the count in *n and the bytes of whole records in
+ * *used (the rest is an incomplete record). -EMSGSIZE if a record (or the
+ * incomplete rest) exceeds max.message.bytes.
+ */
+static int fh_frame(struct fh *fh, const struct topic_config *cfg,
+		    const uint8_t *data, size_t len, uint32_t *n, size_t *used)
+{
+	size_t at = 0;
+	uint32_t k = 0;
+
+	for (;;) {
+		size_t rec;
+
+		if (cfg->framing == FRAMING_LINES) {
+			const uint8_t *nl = memchr(data + at, '\n', len - at);
+			if (!nl)
+				break;
+			rec = (size_t)(nl - (data + at)) + 1;
+		} else {
+			if (len - at < 4)
+				break;
+			rec = 4 + ((size_t)data[at] << 24 | (size_t)data[at + 1] << 16 |
+				   (size_t)data[at + 2] << 8 | data[at + 3]);
+			if (rec - 4 > cfg->max_message_bytes)
+				return -EMSGSIZE;
+			if (len - at < rec)
+				break;
+		}
+		if (rec > cfg->max_message_bytes + (cfg->framing == FRAMING_BINARY ? 4 : 0))
+			return -EMSGSIZE;
+		if (grow(&fh->lens, &fh->lcap, k + 1, sizeof(*fh->lens)) < 0)
+			return -ENOMEM;
+		fh->lens[k++] = (uint32_t)rec;
+		at += rec;
+	}
+	if (len - at > cfg->max_message_bytes + 4)
+		return -EMSGSIZE;
+	*n = k;
+	*used = at;
+	return 0;
+}
+
+/* The key of a record: the bytes before the first separator, if any. */
+static bool record_key(const struct topic_config *cfg, const uint8_t *rec,
+		       uint32_t len, const uint8_t **key, size_t *klen)
+{
+	size_t slen = strlen(cfg->key_separator);
+	const uint8_t *body = rec;
+	size_t blen = len;
+
+	if (slen == 0)
+		return false;
+	if (cfg->framing == FRAMING_BINARY) {
+		body += 4;
+		blen -= 4;
+	} else if (blen > 0 && body[blen - 1] == '\n') {
+		blen--;
+	}
+	for (size_t i = 0; i + slen <= blen; i++) {
+		if (memcmp(body + i, cfg->key_separator, slen) == 0) {
+			*key = body;
+			*klen = i;
+			return true;
+		}
+	}
+	return false;
+}
+
+static void fh_note(struct fh *fh, uint32_t part,
+		    const struct log_append_info *info)
+{
+	fh->last.base_offset = info->base_offset;
+	fh->last.end_offset = info->end_offset;
+	fh->last.partition = part;
+	fh->last.records = (uint32_t)(info->end_offset - info->base_offset);
+}
+
+/*
+ * .produce: send each record to its partition (murmur2 of the key, or
+ * one rotating partition for all unkeyed records of this write), keeping
+ * each partition's records in order. Records are regrouped by partition
+ * into scratch space after the input.
+ */
+static int fh_route(struct fh *fh, const struct topic_config *cfg,
+		    const uint8_t *data, uint32_t n)
+{
+	uint32_t nparts = topic_partitions(fh->t), sticky = UINT32_MAX;
+	uint32_t *counts;
+	size_t total = 0;
+	int rc = 0;
+
+	if (grow(&fh->route, &fh->rcap, n, sizeof(*fh->route)) < 0)
+		return -ENOMEM;
+	for (uint32_t i = 0, at = 0; i < n; at += fh->lens[i], i++) {
+		const uint8_t *key;
+		size_t klen;
+		if (record_key(cfg, data + at, fh->lens[i], &key, &klen)) {
+			fh->route[i] = partition_for_key(key, klen, nparts);
+		} else {
+			if (sticky == UINT32_MAX)
+				sticky = topic_next_sticky(fh->t);
+			fh->route[i] = sticky;
+		}
+		total += fh->lens[i];
+	}
+	counts = calloc(nparts, sizeof(*counts));
+	if (!counts)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < n; i++)
+		counts[fh->route[i]]++;
+	/* One partition at a time, in partition order. */
+	uint8_t *buf = malloc(total);
+	uint32_t *lens = malloc(n * sizeof(*lens));
+	if (!buf || !lens)
+		rc = -ENOMEM;
+	for (uint32_t p = 0; rc == 0 && p < nparts; p++) {
+		struct log_append_info info;
+		size_t len = 0;
+		uint32_t k = 0;
+
+		if (counts[p] == 0)
+			continue;
+		for (uint32_t i = 0, at = 0; i < n; at += fh->lens[i], i++) {
+			if (fh->route[i] != p)
+				continue;
+			memcpy(buf + len, data + at, fh->lens[i]);
+			lens[k++] = fh->lens[i];
+			len += fh->lens[i];
+		}
+		rc = part_produce(topic_part(fh->t, p), buf, len, lens, k, &info);
+		if (rc == 0)
+			fh_note(fh, p, &info);
+	}
+	free(buf);
+	free(lens);
+	free(counts);
+	return rc;
+}
+
+/* Append the whole records among partial + buf; keep the rest partial. */
+static int fh_append(struct fh *fh, const uint8_t *buf, size_t size, bool final)
+{
+	struct topic_config cfg;
+	const uint8_t *data = buf;
+	size_t len = size, used;
+	uint32_t n;
+	int rc;
+
+	topic_config(fh->t, &cfg);
+	if (fh->plen > 0) {
+		if (grow(&fh->scratch, &fh->scap, fh->plen + size, 1) < 0)
+			return -ENOMEM;
+		memcpy(fh->scratch, fh->partial, fh->plen);
+		if (size)
+			memcpy(fh->scratch + fh->plen, buf, size);
+		data = fh->scratch;
+		len = fh->plen + size;
+	}
+	rc = fh_frame(fh, &cfg, data, len, &n, &used);
+	if (rc == 0 && final && used < len) {
+		if (cfg.framing == FRAMING_BINARY) {
+			rc = -EINVAL; /* a frame cut short: malformed */
+		} else { /* the last line, without its newline */
+			rc = grow(&fh->lens, &fh->lcap, n + 1, sizeof(*fh->lens));
+			if (rc == 0) {
+				fh->lens[n++] = (uint32_t)(len - used);
+				used = len;
+			}
+		}
+	}
+	if (rc == 0 && n > 0) {
+		if (fh->kind == K_PRODUCE) {
+			rc = fh_route(fh, &cfg, data, n);
+		} else {
+			struct log_append_info info;
+			rc = part_produce(fh->p, data, used, fh->lens, n, &info);
+			if (rc == 0)
+				fh_note(fh, part_index(fh->p), &info);
+		}
+	}
+	if (rc < 0) {
+		/* Drop the record being built: the writer was told. */
+		fh->plen = 0;
+		return rc;
+	}
+	if (grow(&fh->partial, &fh->pcap, len - used, 1) < 0)
+		return -ENOMEM;
+	memmove(fh->partial, data + used, len - used);
+	fh->plen = len - used;
+	return 0;
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
+		     size_t size, off_t off, struct fuse_file_info *fi)
+{
+	struct fh *fh = fh_of(fi);
+	char where[300];
+	int rc;
+
+	(void)ino;
+	(void)off; /* every write appends, whatever the file position */
+	if (size == 0) {
+		fuse_reply_write(req, 0);
+		return;
+	}
+	pthread_mutex_lock(&fh->lock);
+	rc = fh_append(fh, (const uint8_t *)buf, size, false);
+	pthread_mutex_unlock(&fh->lock);
+	if (rc < 0) {
+		msg(LOG_WARNING, "%s: write of %zu bytes refused: %s",
+		    fh_where(fh, where, sizeof(where)), size,
+		    rc == -EMSGSIZE ? "a record exceeds max.message.bytes" :
+		    strerror(-rc));
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fuse_reply_write(req, size);
+}
+
+/* The partial last record becomes a record (close, fsync, unmount). */
+static int fh_flush_partial(struct fh *fh)
+{
+	char where[300];
+	int rc = 0;
+
+	pthread_mutex_lock(&fh->lock);
+	if (fh->plen > 0)
+		rc = fh_append(fh, NULL, 0, true);
+	pthread_mutex_unlock(&fh->lock);
+	if (rc < 0)
+		msg(LOG_WARNING, "%s: incomplete record at close dropped: %s",
+		    fh_where(fh, where, sizeof(where)),
+		    rc == -EINVAL ? "binary frame cut short" : strerror(-rc));
+	return rc;
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fh *fh = fh_of(fi);
+
+	(void)ino;
+	fuse_reply_err(req, fh->writable ? -fh_flush_partial(fh) : 0);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+		     struct fuse_file_info *fi)
+{
+	struct fh *fh = fh_of(fi);
+	int rc = 0;
+
+	(void)ino;
+	(void)datasync;
+	if (fh->writable)
+		rc = fh_flush_partial(fh);
+	if (rc == 0 && fh->p) {
+		rc = part_sync(fh->p);
+	} else if (rc == 0 && fh->kind == K_PRODUCE) {
+		for (uint32_t p = 0; rc == 0 && p < topic_partitions(fh->t); p++)
+			rc = part_sync(topic_part(fh->t, p));
+	}
+	fuse_reply_err(req, -rc);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct fh *fh = fh_of(fi);
+
+	(void)ino;
+	if (fh->writable)
+		fh_flush_partial(fh);
+	pthread_mutex_lock(&fs->lock);
+	if (fh->prev)
+		fh->prev->next = fh->next;
+	else
+		fs->open_files = fh->next;
+	if (fh->next)
+		fh->next->prev = fh->prev;
+	pthread_mutex_unlock(&fs->lock);
+	fh_free(fh);
+	fuse_reply_err(req, 0);
+}
+
+void fs_flush_open_files(struct fs *fs)
+{
+	pthread_mutex_lock(&fs->lock);
+	for (struct fh *fh = fs->open_files; fh; fh = fh->next) {
+		if (fh->writable)
+			fh_flush_partial(fh);
+	}
+	pthread_mutex_unlock(&fs->lock);
+}
+
+/* ---- reading ------------------------------------------------------------ */
+
+static void read_text(fuse_req_t req, struct fh *fh, size_t size, off_t off)
+{
+	if ((size_t)off >= fh->text_len)
+		size = 0;
+	else if (size > fh->text_len - (size_t)off)
+		size = fh->text_len - (size_t)off;
+	fuse_reply_buf(req, fh->text + (size ? off : 0), size);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct fh *fh = fh_of(fi);
+	struct log_extent ext[READ_EXTENTS_MAX];
+	uint64_t want, pos;
+	unsigned n = 0;
+	ssize_t got;
+	char where[300];
+
+	(void)ino;
+	if (fh->text) {
+		read_text(req, fh, size, off);
+		return;
+	}
+	if (!fh->cur) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
+	pthread_mutex_lock(&fh->lock);
+	want = fh->base + fh->skew + (uint64_t)off;
+	pos = want;
+	got = log_read(fh->cur, &pos, size, ext, READ_EXTENTS_MAX, &n);
+	if (got > 0 && pos != want) {
+		/* Retention removed the bytes asked for. */
+		if (fh->direct) {
+			fh->skew += pos - want;
+		} else {
+			got = -EIO;
+			msg(LOG_WARNING, "%s: read at %" PRIu64 " below the log "
+			    "start (deleted by retention while open)",
+			    fh_where(fh, where, sizeof(where)), want);
+		}
+	}
+	if (got < 0) {
+		pthread_mutex_unlock(&fh->lock);
+		if (got == -EIO)
+			msg(LOG_ERR, "%s: read at position %" PRIu64 ": stored "
+			    "bytes failed their checksum",
+			    fh_where(fh, where, sizeof(where)), want);
+		fuse_reply_err(req, (int)-got);
+		return;
+	}
+	fh->bv->count = n;
+	fh->bv->idx = 0;
+	fh->bv->off = 0;
+	for (unsigned i = 0; i < n; i++) {
+		struct fuse_buf *b = &fh->bv->buf[i];
+		memset(b, 0, sizeof(*b));
+		b->size = ext[i].len;
+		if (ext[i].mem) {
+			b->mem = (void *)ext[i].mem;
+		} else {
+			b->flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+			b->fd = ext[i].fd;
+			b->pos = (off_t)ext[i].off;
+		}
+	}
+	if (n == 0) {
+		fuse_reply_buf(req, NULL, 0);
+	} else {
+		atomic_fetch_add(&part_stats(fh->p)->bytes_out, (uint64_t)got);
+		fuse_reply_data(req, fh->bv, FUSE_BUF_SPLICE_MOVE);
+	}
+	pthread_mutex_unlock(&fh->lock);
+}
+
+/* ---- ioctl -------------------------------------------------------------- */
+
+static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd,
+		     void *arg, struct fuse_file_info *fi, unsigned flags,
+		     const void *in_buf, size_t in_bufsz, size_t out_bufsz)
+{
+	struct fh *fh = fh_of(fi);
+	struct topicfs_last_write w;
+
+	(void)ino;
+	(void)arg;
+	(void)in_buf;
+	(void)in_bufsz;
+	if (flags & FUSE_IOCTL_COMPAT) {
+		fuse_reply_err(req, ENOTTY);
+		return;
+	}
+	if (cmd != TOPICFS_IOC_LAST_WRITE || out_bufsz < sizeof(w) ||
+	    (fh->kind != K_PART && fh->kind != K_PRODUCE)) {
+		fuse_reply_err(req, ENOTTY);
+		return;
+	}
+	pthread_mutex_lock(&fh->lock);
+	w = fh->last;
+	pthread_mutex_unlock(&fh->lock);
+	fuse_reply_ioctl(req, 0, &w, sizeof(w));
+}
+
+/* ---- extended attributes ------------------------------------------------ */
+
+static const char *const part_attrs[] = {
+	"log_start_offset", "high_watermark", "log_end_offset",
+	"recovery_point", "leader", "leader_epoch", "replicas", "isr",
+	"log_start_position", "size_bytes", "segments",
+};
+#define PART_ATTRS (sizeof(part_attrs) / sizeof(part_attrs[0]))
+
+static int part_attr(struct part *p, const char *name, char *buf, size_t size)
+{
+	struct log_state st;
+
+	log_get_state(part_log(p), &st);
+	if (strcmp(name, "log_start_offset") == 0)
+		snprintf(buf, size, "%" PRIu64, st.start_offset);
+	else if (strcmp(name, "high_watermark") == 0)
+		snprintf(buf, size, "%" PRIu64, st.hw);
+	else if (strcmp(name, "log_end_offset") == 0)
+		snprintf(buf, size, "%" PRIu64, st.leo);
+	else if (strcmp(name, "recovery_point") == 0)
+		snprintf(buf, size, "%" PRIu64, st.recovery_point);
+	else if (strcmp(name, "leader") == 0 || strcmp(name, "replicas") == 0 ||
+		 strcmp(name, "isr") == 0)
+		snprintf(buf, size, "0");
+	else if (strcmp(name, "leader_epoch") == 0)
+		snprintf(buf, size, "%" PRIu32, st.leader_epoch);
+	else if (strcmp(name, "log_start_position") == 0)
+		snprintf(buf, size, "%" PRIu64, st.start_pos);
+	else if (strcmp(name, "size_bytes") == 0)
+		snprintf(buf, size, "%" PRIu64, st.size_bytes);
+	else if (strcmp(name, "segments") == 0)
+		snprintf(buf, size, "%" PRIu32, st.segments);
+	else
+		return -ENODATA;
+	return 0;
+}
+
+/* Reply to getxattr/listxattr with value (len bytes) per the size rule. */
+static void reply_xattr(fuse_req_t req, const char *value, size_t len,
+			size_t size)
+{
+	if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (size < len)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, value, len);
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			size_t size)
+{
+	char value[XATTR_VALUE_MAX];
+	struct topic_config cfg;
+	struct node n;
+	int rc;
+
+	rc = node_get(fs_of(req), ino, &n);
+	if (rc == 0 && strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) != 0)
+		rc = -ENODATA;
+	if (rc == 0) {
+		const char *key = name + strlen(XATTR_PREFIX);
+		if (n.kind == K_TOPIC) {
+			topic_config(n.t, &cfg);
+			rc = config_get(&cfg, key, value, sizeof(value));
+		} else if (n.kind == K_PART) {
+			rc = part_attr(topic_part(n.t, n.part), key, value,
+				       sizeof(value));
+		} else {
+			rc = -ENODATA;
+		}
+	}
+	node_put(&n);
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		reply_xattr(req, value, strlen(value), size);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	char *list = NULL;
+	size_t len = 0, cap = 0;
+	struct node n;
+	int rc;
+
+	rc = node_get(fs_of(req), ino, &n);
+	if (rc == 0) {
+		size_t count = n.kind == K_TOPIC ? config_count() :
+			       n.kind == K_PART ? PART_ATTRS : 0;
+		for (size_t i = 0; i < count && rc == 0; i++) {
+			const char *key = n.kind == K_TOPIC ? config_name(i) :
+					  part_attrs[i];
+			size_t need = strlen(XATTR_PREFIX) + strlen(key) + 1;
+			rc = grow(&list, &cap, len + need, 1);
+			if (rc == 0) {
+				sprintf(list + len, "%s%s", XATTR_PREFIX, key);
+				len += need;
+			}
+		}
+	}
+	node_put(&n);
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		reply_xattr(req, list, len, size);
+	free(list);
+}
+
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			const char *value, size_t size, int flags)
+{
+	struct node n;
+	int rc;
+
+	(void)flags;
+	rc = node_get(fs_of(req), ino, &n);
+	if (rc < 0)
+		goto out_reply;
+	if (strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) != 0) {
+		rc = -ENOTSUP;
+	} else if (n.kind == K_TOPIC) {
+		rc = topic_config_set(n.t, name + strlen(XATTR_PREFIX), value,
+				      size);
+		if (rc == -EINVAL)
+			msg(LOG_NOTICE, "topic %s: bad value for %s",
+			    topic_name(n.t), name);
+	} else if (n.kind == K_PART) {
+		char tmp[64];
+		rc = part_attr(topic_part(n.t, n.part),
+			       name + strlen(XATTR_PREFIX), tmp, sizeof(tmp));
+		rc = rc == 0 ? -EPERM : rc;
+	} else {
+		rc = -ENOTSUP;
+	}
+	node_put(&n);
+out_reply:
+	fuse_reply_err(req, -rc);
+}
+
+static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	struct node n;
+	int rc;
+
+	rc = node_get(fs_of(req), ino, &n);
+	if (rc == 0) {
+		if (n.kind == K_TOPIC &&
+		    strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) == 0)
+			rc = topic_config_reset(n.t, name + strlen(XATTR_PREFIX));
+		else if (n.kind == K_PART)
+			rc = -EPERM;
+		else
+			rc = -ENODATA;
+	}
+	node_put(&n);
+	fuse_reply_err(req, -rc);
+}
+
+/* ---- .status and .metrics ----------------------------------------------- */
+
+struct text {
+	char *buf;
+	size_t len, cap;
+	bool failed;
+};
+
+__attribute__((format(printf, 2, 3)))
+static void text_add(struct text *t, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (t->failed)
+		return;
+	for (;;) {
+		va_start(ap, fmt);
+		n = vsnprintf(t->buf + t->len, t->cap - t->len, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			t->failed = true;
+			return;
+		}
+		if ((size_t)n < t->cap - t->len) {
+			t->len += (size_t)n;
+			return;
+		}
+		if (grow(&t->buf, &t->cap, t->len + (size_t)n + 4096, 1) < 0) {
+			t->failed = true;
+			return;
+		}
+	}
+}
+
+static char *text_done(struct text *t, size_t *len)
+{
+	if (t->failed) {
+		free(t->buf);
+		return NULL;
+	}
+	*len = t->len;
+	return t->buf ? t->buf : strdup("");
+}
+
+/* Call fn for each partition of each topic, in topic then partition order. */
+static void each_partition(struct fs *fs, struct text *out,
+			   void (*fn)(struct text *, struct topic *, uint32_t,
+				      const struct topic_config *))
+{
+	struct topic *ts[64];
+	struct topic_config cfg;
+	uint64_t after = 0;
+	unsigned n;
+
+	while ((n = broker_topics_list(fs->broker, after, ts, 64)) > 0) {
+		for (unsigned i = 0; i < n; i++) {
+			topic_config(ts[i], &cfg);
+			for (uint32_t p = 0; p < topic_partitions(ts[i]); p++)
+				fn(out, ts[i], p, &cfg);
+			after = topic_id(ts[i]);
+			topic_put(ts[i]);
+		}
+	}
+}
+
+static void status_row(struct text *out, struct topic *t, uint32_t p,
+		       const struct topic_config *cfg)
+{
+	struct log_state st;
+
+	log_get_state(part_log(topic_part(t, p)), &st);
+	text_add(out, "%-24s %9" PRIu32 " %12" PRIu64 " %12" PRIu64 " %12"
+		 PRIu64 " %14" PRIu64 " %8" PRIu32 " %-5s %6s %8s %5s\n",
+		 topic_name(t), p, st.start_offset, st.hw, st.leo,
+		 st.size_bytes, st.segments, codec_name(cfg->log.codec), "0",
+		 "0", "0");
+}
+
+static char *status_text(struct fs *fs, size_t *len)
+{
+	struct text t = { 0 };
+
+	text_add(&t, "%-24s %9s %12s %12s %12s %14s %8s %-5s %6s %8s %5s\n",
+		 "TOPIC", "PARTITION", "LOG-START", "HW", "LEO", "SIZE",
+		 "SEGMENTS", "CODEC", "LEADER", "REPLICAS", "ISR");
+	each_partition(fs, &t, status_row);
+	return text_done(&t, len);
+}
+
+static void metrics_row(struct text *out, struct topic *t, uint32_t p,
+			const struct topic_config *cfg)
+{
+	struct part_stats *s = part_stats(topic_part(t, p));
+	struct log_state st;
+	const char *name = topic_name(t);
+	uint64_t cum = 0;
+
+	(void)cfg;
+	log_get_state(part_log(topic_part(t, p)), &st);
+#define LBL "{topic=\"%s\",partition=\"%" PRIu32 "\"}"
+	text_add(out, "topicfs_bytes_in_total" LBL " %" PRIu64 "\n", name, p,
+		 atomic_load(&s->bytes_in));
+	text_add(out, "topicfs_records_in_total" LBL " %" PRIu64 "\n", name, p,
+		 atomic_load(&s->records_in));
+	text_add(out, "topicfs_batches_in_total" LBL " %" PRIu64 "\n", name, p,
+		 atomic_load(&s->batches_in));
+	text_add(out, "topicfs_bytes_out_total" LBL " %" PRIu64 "\n", name, p,
+		 atomic_load(&s->bytes_out));
+	text_add(out, "topicfs_log_start_offset" LBL " %" PRIu64 "\n", name, p,
+		 st.start_offset);
+	text_add(out, "topicfs_high_watermark" LBL " %" PRIu64 "\n", name, p,
+		 st.hw);
+	text_add(out, "topicfs_log_end_offset" LBL " %" PRIu64 "\n", name, p,
+		 st.leo);
+	text_add(out, "topicfs_size_bytes" LBL " %" PRIu64 "\n", name, p,
+		 st.size_bytes);
+	for (unsigned b = 0; b <= LATENCY_BUCKETS; b++) {
+		cum += atomic_load(&s->latency_bucket[b]);
+		if (b < LATENCY_BUCKETS)
+			text_add(out, "topicfs_append_latency_seconds_bucket"
+				 "{topic=\"%s\",partition=\"%" PRIu32
+				 "\",le=\"%g\"} %" PRIu64 "\n", name, p,
+				 (double)latency_bucket_us[b] / 1e6, cum);
+		else
+			text_add(out, "topicfs_append_latency_seconds_bucket"
+				 "{topic=\"%s\",partition=\"%" PRIu32
+				 "\",le=\"+Inf\"} %" PRIu64 "\n", name, p, cum);
+	}
+	text_add(out, "topicfs_append_latency_seconds_sum" LBL " %g\n", name, p,
+		 (double)atomic_load(&s->latency_sum_us) / 1e6);
+	text_add(out, "topicfs_append_latency_seconds_count" LBL " %" PRIu64
+		 "\n", name, p, atomic_load(&s->latency_count));
+#undef LBL
+}
+
+static char *metrics_text(struct fs *fs, size_t *len)
+{
+	static const char *const help[][3] = {
+		{ "bytes_in_total", "counter", "Bytes appended." },
+		{ "records_in_total", "counter", "Records appended." },
+		{ "batches_in_total", "counter", "Batches written (group commits)." },
+		{ "bytes_out_total", "counter", "Bytes read from partition files." },
+		{ "log_start_offset", "gauge", "First retained offset." },
+		{ "high_watermark", "gauge", "Offset below which records are readable." },
+		{ "log_end_offset", "gauge", "Next offset to be written." },
+		{ "size_bytes", "gauge", "Payload bytes stored." },
+		{ "append_latency_seconds", "histogram", "Time from write to append." },
+	};
+	struct text t = { 0 };
+
+	for (size_t i = 0; i < sizeof(help) / sizeof(help[0]); i++)
+		text_add(&t, "# HELP topicfs_%s %s\n# TYPE topicfs_%s %s\n",
+			 help[i][0], help[i][2], help[i][0], help[i][1]);
+	each_partition(fs, &t, metrics_row);
+	return text_done(&t, len);
+}
+
+/* ---- the rest ------------------------------------------------------------ */
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	/* Zero copy reads; no writeback cache (see docs/DESIGN-FS.md). */
+	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+		conn->want |= FUSE_CAP_SPLICE_WRITE;
+	if (conn->capable & FUSE_CAP_SPLICE_MOVE)
+		conn->want |= FUSE_CAP_SPLICE_MOVE;
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	conn->max_write = 1u << 20;
+	conn->max_readahead = 1u << 20;
+}
+
+/* Space is the data directory's. */
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct statvfs sv;
+
+	(void)ino;
+	if (statvfs(broker_datadir(fs_of(req)->broker), &sv) < 0) {
+		fuse_reply_err(req, errno);
+		return;
+	}
+	sv.f_namemax = TOPIC_NAME_MAX;
+	fuse_reply_statfs(req, &sv);
+}
+
+static const struct fuse_lowlevel_ops fs_operations = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
+	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.mknod = op_mknod,
+	.mkdir = op_mkdir,
+	.unlink = op_eperm_name,
+	.rmdir = op_rmdir,
+	.rename = op_rename,
+	.open = op_open,
+	.read = op_read,
+	.write = op_write,
+	.flush = op_flush,
+	.release = op_release,
+	.fsync = op_fsync,
+	.readdir = op_readdir,
+	.statfs = op_statfs,
+	.setxattr = op_setxattr,
+	.getxattr = op_getxattr,
+	.listxattr = op_listxattr,
+	.removexattr = op_removexattr,
+	.create = op_create,
+	.ioctl = op_ioctl,
+};
+
+const struct fuse_lowlevel_ops *fs_ops(void)
+{
+	return &fs_operations;
+}
+
+int fs_new(struct broker *b, struct fs **out)
+{
+	struct fs *fs = calloc(1, sizeof(*fs));
+
+	if (!fs)
+		return -ENOMEM;
+	fs->broker = b;
+	pthread_mutex_init(&fs->lock, NULL);
+	fs->uid = getuid();
+	fs->gid = getgid();
+	fs->mount_time = time(NULL);
+	*out = fs;
+	return 0;
+}
+
+void fs_set_session(struct fs *fs, struct fuse_session *se)
+{
+	fs->se = se;
+}
+
+void fs_free(struct fs *fs)
+{
+	/* Files still open at unmount: the kernel sends no release. */
+	while (fs->open_files) {
+		struct fh *fh = fs->open_files;
+		fs->open_files = fh->next;
+		fh_free(fh);
+	}
+	while (fs->views) {
+		struct view *v = fs->views;
+		fs->views = v->next;
+		free(v);
+	}
+	pthread_mutex_destroy(&fs->lock);
+	free(fs);
+}

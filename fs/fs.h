@@ -1,0 +1,32 @@
+/*
+ * The FUSE side of topicfs: low-level operations over the broker.
+ *
+ *   MNT/                     root: one directory per topic
+ *   MNT/.status, .metrics    generated at open
+ *   MNT/<t>/<p>              partition p: append-only file
+ *   MNT/<t>/<p>@<selector>   read view, not listed (resolved at lookup)
+ *   MNT/<t>/.produce         write here, the partitioner picks
+ *   MNT/<t>/.groups/         consumer groups (docs/GROUPS.md)
+ */
+#ifndef TOPICFS_FS_FS_H
+#define TOPICFS_FS_FS_H
+
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+
+#include "topic.h"
+
+struct fs;
+
+int fs_new(struct broker *b, struct fs **out);
+void fs_set_session(struct fs *fs, struct fuse_session *se);
+const struct fuse_lowlevel_ops *fs_ops(void);
+
+/*
+ * Turn the partial lines still buffered in open files into records (at
+ * unmount, so that every byte whose write() succeeded is stored).
+ */
+void fs_flush_open_files(struct fs *fs);
+void fs_free(struct fs *fs);
+
+#endif
