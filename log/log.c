@@ -1021,8 +1021,13 @@ int log_flush(struct log *l)
 	} while (rc == 0 && rp < leo);
 	if (rc == 0 && (rp != atomic_load(&l->recovery_point) ||
 			l->ckpt.hw != atomic_load(&l->ends.hw) ||
-			l->ckpt_start != atomic_load(&l->start_offset)))
+			l->ckpt_start != atomic_load(&l->start_offset))) {
+		/* A checkpoint that could not be made durable is a failed
+		 * durable write like any other: no retry-and-hope. */
 		rc = log_checkpoint(l, rp);
+		if (rc < 0)
+			log_stick(l, -rc, "checkpointing the recovery point");
+	}
 	pthread_mutex_unlock(&l->flush_lock);
 	return rc;
 }
