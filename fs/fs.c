@@ -1041,8 +1041,13 @@ static int fh_append(struct fh *fh, const uint8_t *buf, size_t size, bool final)
 		}
 	}
 	if (rc < 0) {
-		/* Drop the record being built: the writer was told. */
-		fh->plen = 0;
+		/*
+		 * Bad input: drop the record being built (the writer is told).
+		 * Anything else (ENOSPC): keep the partial record as it was
+		 * before this write, which is refused whole.
+		 */
+		if (rc == -EMSGSIZE || rc == -EINVAL)
+			fh->plen = 0;
 		return rc;
 	}
 	if (grow(&fh->partial, &fh->pcap, len - used, 1) < 0)
