@@ -106,6 +106,8 @@ struct fh {
 	uint64_t skew;           /* retention moved the start under us */
 	bool direct;
 	struct fuse_bufvec *bv;
+	uint8_t *copy;           /* reads that must be copied */
+	size_t copy_cap;
 
 	/* .status and .metrics */
 	char *text;
@@ -727,6 +729,7 @@ static void fh_free(struct fh *fh)
 	free(fh->lens);
 	free(fh->route);
 	free(fh->bv);
+	free(fh->copy);
 	free(fh->text);
 	free(fh);
 }
@@ -1050,9 +1053,11 @@ static int fh_append(struct fh *fh, const uint8_t *buf, size_t size, bool final)
 			fh->plen = 0;
 		return rc;
 	}
-	if (grow(&fh->partial, &fh->pcap, len - used, 1) < 0)
-		return -ENOMEM;
-	memmove(fh->partial, data + used, len - used);
+	if (len > used) {
+		if (grow(&fh->partial, &fh->pcap, len - used, 1) < 0)
+			return -ENOMEM;
+		memmove(fh->partial, data + used, len - used);
+	}
 	fh->plen = len - used;
 	return 0;
 }
@@ -1193,6 +1198,25 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	want = fh->base + fh->skew + (uint64_t)off;
 	pos = want;
 	got = log_read(fh->cur, &pos, size, ext, READ_EXTENTS_MAX, &n);
+	/*
+	 * A short reply means end of file to the kernel, so a read that
+	 * stopped early (one decompressed batch, or more segments than
+	 * extents) is completed by copying.
+	 */
+	if (got > 0 && (size_t)got < size &&
+	    (ext[0].mem || n == READ_EXTENTS_MAX)) {
+		if (grow(&fh->copy, &fh->copy_cap, size, 1) < 0) {
+			got = -ENOMEM;
+		} else {
+			pos = want;
+			got = log_read_copy(fh->cur, &pos, fh->copy, size);
+			if (got > 0) {
+				ext[0] = (struct log_extent){ .mem = fh->copy,
+							      .len = (size_t)got };
+				n = 1;
+			}
+		}
+	}
 	if (got > 0 && pos != want) {
 		/* Retention removed the bytes asked for. */
 		if (fh->direct) {

@@ -797,6 +797,11 @@ static int log_write_batch(struct log *l, const uint8_t *payload, uint32_t len,
 			return rc;
 	}
 	s = log_active(l);
+	if (s->codec != codec) { /* empty, so it was not rolled */
+		rc = seg_set_codec(s, codec);
+		if (rc < 0)
+			return rc;
+	}
 	h = (struct batch_hdr){
 		.base_offset = s->w.end_offset,
 		.pos = s->w.end_pos,

@@ -388,6 +388,21 @@ int seg_cut(struct seg *s, const struct seg_tail *t)
 	return 0;
 }
 
+int seg_set_codec(struct seg *s, int codec)
+{
+	struct seg_hdr sh = { s->base_offset, s->base_pos, s->created_ms,
+			      (uint32_t)codec };
+	uint8_t hdr[SEG_HDR_SIZE];
+	int rc;
+
+	assert(s->w.end_offset == s->base_offset);
+	seg_hdr_encode(&sh, hdr);
+	rc = io_pwrite_full(s->meta_fd, hdr, sizeof(hdr), 0);
+	if (rc == 0)
+		s->codec = codec;
+	return rc;
+}
+
 int seg_seal(struct seg *s)
 {
 	return io_ftruncate(s->idx_fd, (uint64_t)s->w.idx_count *

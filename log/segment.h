@@ -146,6 +146,12 @@ void seg_publish(struct seg *s);
  */
 int seg_cut(struct seg *s, const struct seg_tail *t);
 
+/*
+ * Change the codec of an empty segment (rewrites its header): a segment's
+ * batches all share its codec.
+ */
+int seg_set_codec(struct seg *s, int codec);
+
 /* Trim the index file to its entries: the segment will not grow. */
 int seg_seal(struct seg *s);
 

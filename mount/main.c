@@ -36,6 +36,8 @@
 
 /* How often retention and periodic flushes run. */
 #define TICK_MS 1000
+/* Threads serving FUSE requests, at most. */
+#define LOOP_THREADS_MAX 16
 /* The background scrub of stored batches starts this long after mount. */
 #define SCRUB_DELAY_MS 5000
 
@@ -332,6 +334,7 @@ static int run(struct options *o, struct fuse_args *args,
 	notify_ready();
 	lc = fuse_loop_cfg_create();
 	fuse_loop_cfg_set_clone_fd(lc, co->clone_fd);
+	fuse_loop_cfg_set_max_threads(lc, LOOP_THREADS_MAX);
 	fuse_loop_cfg_set_idle_threads(lc, co->max_idle_threads);
 	rc = fuse_session_loop_mt(se, lc) != 0;
 	fuse_loop_cfg_destroy(lc);

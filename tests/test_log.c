@@ -481,6 +481,36 @@ static void test_compression(void **state)
 	}
 }
 
+/* A codec change before the first append applies to the empty segment. */
+static void test_codec_change_on_empty_segment(void **state)
+{
+	char *dir = tu_mkdtemp();
+	struct log_config cfg;
+	struct model m = { 0 };
+	struct log_state st;
+	struct log *l;
+	(void)state;
+
+	tu_seed(5);
+	log_config_default(&cfg);
+	l = tu_open(dir, &cfg);
+	cfg.codec = LOG_CODEC_ZSTD;
+	assert_int_equal(log_set_config(l, &cfg), 0);
+	for (int i = 0; i < 20; i++)
+		append_model(l, &m, 50, 100);
+	check_model(l, &m, 100);
+	log_get_state(l, &st);
+	assert_int_equal(st.segments, 1);
+	assert_true(st.size_bytes < m.pos[m.n]);
+	assert_int_equal(log_close(l), 0);
+	l = tu_open(dir, &cfg);
+	check_model(l, &m, 100);
+	assert_int_equal(log_close(l), 0);
+	assert_int_equal(log_dump(dir, true, fopen("/dev/null", "w")), 0);
+	model_free(&m);
+	tu_rmdir(dir);
+}
+
 static void test_truncate_and_epochs(void **state)
 {
 	char *dir = tu_mkdtemp();
@@ -665,6 +695,7 @@ int main(void)
 		cmocka_unit_test(test_time_lookup),
 		cmocka_unit_test(test_retention),
 		cmocka_unit_test(test_compression),
+		cmocka_unit_test(test_codec_change_on_empty_segment),
 		cmocka_unit_test(test_truncate_and_epochs),
 		cmocka_unit_test(test_hw_bounds_readers),
 		cmocka_unit_test(test_concurrent_readers),
