@@ -335,7 +335,8 @@ static int run(struct options *o, struct fuse_args *args,
 	lc = fuse_loop_cfg_create();
 	fuse_loop_cfg_set_clone_fd(lc, co->clone_fd);
 	fuse_loop_cfg_set_max_threads(lc, LOOP_THREADS_MAX);
-	fuse_loop_cfg_set_idle_threads(lc, co->max_idle_threads);
+	if (co->max_idle_threads != UINT_MAX) /* UINT_MAX: not given */
+		fuse_loop_cfg_set_idle_threads(lc, co->max_idle_threads);
 	rc = fuse_session_loop_mt(se, lc) != 0;
 	fuse_loop_cfg_destroy(lc);
 	ticker_stop(&tk);
