@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "msg.h"
 
 enum config_type {
@@ -340,5 +341,40 @@ int config_parse(struct topic_config *c, const char *text)
 		}
 		p += len + (eol ? 1 : 0);
 	}
+	return 0;
+}
+
+/* Parse "YYYY-MM-DDTHH:MM:SS[.mmm](Z|+HH:MM|-HH:MM)" into Unix ms. */
+int config_parse_time(const char *s, int64_t *ms)
+{
+	struct tm tm;
+	const char *p;
+	int64_t frac = 0, offset = 0;
+
+	memset(&tm, 0, sizeof(tm));
+	p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (!p)
+		return -EINVAL;
+	if (*p == '.') {
+		int digits = 0;
+		for (p++; *p >= '0' && *p <= '9'; p++, digits++) {
+			if (digits < 3)
+				frac = frac * 10 + (*p - '0');
+		}
+		if (digits == 0)
+			return -EINVAL;
+		for (; digits < 3; digits++)
+			frac *= 10;
+	}
+	if (*p == 'Z' && p[1] == '\0') {
+		offset = 0;
+	} else if ((*p == '+' || *p == '-') && strlen(p) == 6 && p[3] == ':') {
+		int h = (p[1] - '0') * 10 + (p[2] - '0');
+		int m = (p[4] - '0') * 10 + (p[5] - '0');
+		offset = (h * 60 + m) * 60 * (*p == '+' ? 1 : -1);
+	} else {
+		return -EINVAL;
+	}
+	*ms = ((int64_t)timegm(&tm) - offset) * 1000 + frac;
 	return 0;
 }

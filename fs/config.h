@@ -67,4 +67,10 @@ char *config_format(const struct topic_config *c);
  */
 int config_parse(struct topic_config *c, const char *text);
 
+/*
+ * Parse an ISO-8601 time "YYYY-MM-DDTHH:MM:SS[.mmm](Z|+HH:MM|-HH:MM)"
+ * into Unix milliseconds. -EINVAL if it is not one.
+ */
+int config_parse_time(const char *s, int64_t *ms);
+
 #endif

@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "group.h"
 #include "msg.h"
 #include "topicfs_ioctl.h"
 
@@ -43,6 +44,7 @@ enum kind {
 	K_PART = 2,
 	K_PRODUCE = 3,
 	K_GROUPS = 4,
+	K_GROUP = 5,    /* .groups/<g>: the low 20 bits are the group index */
 	K_ROOT = 16,
 	K_STATUS,
 	K_METRICS,
@@ -77,8 +79,9 @@ struct fs {
 struct node {
 	int kind;
 	struct topic *t;
-	uint32_t part;
+	uint32_t part;          /* partition, or group index */
 	uint64_t view_start;
+	struct group *g;
 };
 
 struct fh {
@@ -112,6 +115,9 @@ struct fh {
 	/* .status and .metrics */
 	char *text;
 	size_t text_len;
+
+	/* .groups/<g>: this open file is a member */
+	struct member *member;
 };
 
 static struct fs *fs_of(fuse_req_t req)
@@ -201,7 +207,7 @@ static int node_get(struct fs *fs, fuse_ino_t ino, struct node *n)
 		id = ino >> 24;
 		n->kind = (int)((ino >> 20) & 0xf);
 		n->part = (uint32_t)(ino & 0xfffff);
-		if (n->kind < K_TOPIC || n->kind > K_GROUPS)
+		if (n->kind < K_TOPIC || n->kind > K_GROUP)
 			return -ENOENT;
 	}
 	n->t = broker_topic_by_id(fs->broker, id);
@@ -211,6 +217,13 @@ static int node_get(struct fs *fs, fuse_ino_t ino, struct node *n)
 	    n->part >= topic_partitions(n->t)) {
 		topic_put(n->t);
 		return -ENOENT;
+	}
+	if (n->kind == K_GROUP) {
+		n->g = groups_get(topic_groups(n->t), n->part);
+		if (!n->g) {
+			topic_put(n->t);
+			return -ENOENT;
+		}
 	}
 	return 0;
 }
@@ -242,6 +255,7 @@ static void node_stat(struct fs *fs, fuse_ino_t ino, const struct node *n,
 		break;
 	case K_STATUS:
 	case K_METRICS:
+	case K_GROUP:
 		st->st_mode = S_IFREG | 0444;
 		st->st_nlink = 1;
 		break;
@@ -288,41 +302,6 @@ static void reply_entry(fuse_req_t req, fuse_ino_t ino, const struct node *n)
 
 /* ---- read views -------------------------------------------------------- */
 
-/* Parse "YYYY-MM-DDTHH:MM:SS[.mmm](Z|+HH:MM|-HH:MM)" into Unix ms. */
-static int parse_iso8601(const char *s, int64_t *ms)
-{
-	struct tm tm;
-	const char *p;
-	int64_t frac = 0, offset = 0;
-
-	memset(&tm, 0, sizeof(tm));
-	p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-	if (!p)
-		return -EINVAL;
-	if (*p == '.') {
-		int digits = 0;
-		for (p++; *p >= '0' && *p <= '9'; p++, digits++) {
-			if (digits < 3)
-				frac = frac * 10 + (*p - '0');
-		}
-		if (digits == 0)
-			return -EINVAL;
-		for (; digits < 3; digits++)
-			frac *= 10;
-	}
-	if (*p == 'Z' && p[1] == '\0') {
-		offset = 0;
-	} else if ((*p == '+' || *p == '-') && strlen(p) == 6 && p[3] == ':') {
-		int h = (p[1] - '0') * 10 + (p[2] - '0');
-		int m = (p[4] - '0') * 10 + (p[5] - '0');
-		offset = (h * 60 + m) * 60 * (*p == '+' ? 1 : -1);
-	} else {
-		return -EINVAL;
-	}
-	*ms = ((int64_t)timegm(&tm) - offset) * 1000 + frac;
-	return 0;
-}
-
 static int parse_u64(const char *s, uint64_t *out)
 {
 	char *end;
@@ -360,7 +339,7 @@ static int view_resolve(struct log *l, const char *sel, uint64_t *pos)
 			if (parse_u64(sel + 2, &u) < 0 || u > INT64_MAX)
 				return -EINVAL;
 			ms = (int64_t)u;
-		} else if (parse_iso8601(sel, &ms) < 0) {
+		} else if (config_parse_time(sel, &ms) < 0) {
 			return -EINVAL;
 		}
 		rc = log_time_to_offset(l, ms, &off);
@@ -452,10 +431,21 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		node_put(&n);
 		return;
 	}
-	if (dir.kind == K_TOPIC)
+	if (dir.kind == K_TOPIC) {
 		rc = lookup_in_topic(req, &dir, name);
-	else
-		rc = -ENOENT; /* .groups: consumer groups are not built yet */
+	} else if (dir.kind == K_GROUPS) {
+		rc = groups_lookup(topic_groups(dir.t), name, &n.g);
+		if (rc == -EINVAL)
+			rc = -ENOENT;
+		if (rc == 0) {
+			n.kind = K_GROUP;
+			n.t = dir.t;
+			reply_entry(req, ino_make(topic_id(dir.t), K_GROUP,
+						  group_index(n.g)), &n);
+		}
+	} else {
+		rc = -ENOTDIR;
+	}
 	node_put(&dir);
 	if (rc == 0)
 		return;
@@ -593,6 +583,31 @@ static void readdir_topic(struct node *dir, struct dirbuf *d, off_t off)
 	}
 }
 
+/* Stored groups, at offset 3 + group index. */
+static void readdir_groups(struct node *dir, fuse_ino_t ino, struct dirbuf *d,
+			   off_t off)
+{
+	uint64_t id = topic_id(dir->t);
+	struct group *gs[64];
+	uint32_t from = off < 2 ? 0 : (uint32_t)(off - 2);
+	unsigned n;
+
+	if (off < 1 && !dirbuf_add(d, ".", ino, S_IFDIR, 1))
+		return;
+	if (off < 2 && !dirbuf_add(d, "..", ino_make(id, K_TOPIC, 0), S_IFDIR, 2))
+		return;
+	while ((n = groups_list(topic_groups(dir->t), from, gs, 64)) > 0) {
+		for (unsigned i = 0; i < n; i++) {
+			uint32_t idx = group_index(gs[i]);
+			if (!dirbuf_add(d, group_name(gs[i]),
+					ino_make(id, K_GROUP, idx), S_IFREG,
+					(off_t)(3 + idx)))
+				return;
+			from = idx + 1;
+		}
+	}
+}
+
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
@@ -616,13 +631,9 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		readdir_root(fs_of(req), &d, off);
 	else if (n.kind == K_TOPIC)
 		readdir_topic(&n, &d, off);
-	else if (n.kind == K_GROUPS) {
-		if (off < 1)
-			dirbuf_add(&d, ".", ino, S_IFDIR, 1);
-		if (off < 2)
-			dirbuf_add(&d, "..", ino_make(topic_id(n.t), K_TOPIC, 0),
-				   S_IFDIR, 2);
-	} else {
+	else if (n.kind == K_GROUPS)
+		readdir_groups(&n, ino, &d, off);
+	else {
 		rc = -ENOTDIR;
 	}
 	node_put(&n);
@@ -687,6 +698,21 @@ static void op_eperm_name(fuse_req_t req, fuse_ino_t parent, const char *name)
 	fuse_reply_err(req, EPERM);
 }
 
+/* rm MNT/t/.groups/<g> deletes a group; everything else is EPERM. */
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct node dir;
+	int rc;
+
+	rc = node_get(fs_of(req), parent, &dir);
+	if (rc == 0 && dir.kind == K_GROUPS)
+		rc = groups_delete(topic_groups(dir.t), name);
+	else if (rc == 0)
+		rc = -EPERM;
+	node_put(&dir);
+	fuse_reply_err(req, -rc);
+}
+
 static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		      fuse_ino_t newparent, const char *newname,
 		      unsigned int flags)
@@ -719,6 +745,8 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 
 static void fh_free(struct fh *fh)
 {
+	if (fh->member)
+		member_leave(fh->member);
 	if (fh->cur)
 		log_cursor_free(fh->cur);
 	if (fh->t)
@@ -803,6 +831,12 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fh->p = NULL;
 		fi->direct_io = 1;
 		break;
+	case K_GROUP:
+		rc = member_join(n.g, &fh->member);
+		if (rc < 0)
+			goto out_free_rc;
+		fi->direct_io = 1;
+		break;
 	}
 	pthread_mutex_lock(&fs->lock);
 	fh->next = fs->open_files;
@@ -819,8 +853,9 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	return;
 
 out_free:
-	fh_free(fh);
 	rc = -ENOMEM;
+out_free_rc:
+	fh_free(fh);
 out_put:
 	node_put(&n);
 out_err:
@@ -1124,7 +1159,9 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 	(void)datasync;
 	if (fh->writable)
 		rc = fh_flush_partial(fh);
-	if (rc == 0 && fh->p) {
+	if (fh->member) {
+		rc = member_commit(fh->member);
+	} else if (rc == 0 && fh->p) {
 		rc = part_sync(fh->p);
 	} else if (rc == 0 && fh->kind == K_PRODUCE) {
 		for (uint32_t p = 0; rc == 0 && p < topic_partitions(fh->t); p++)
@@ -1175,6 +1212,22 @@ static void read_text(fuse_req_t req, struct fh *fh, size_t size, off_t off)
 	fuse_reply_buf(req, fh->text + (size ? off : 0), size);
 }
 
+/* A group member's read: the next whole records of its partitions. */
+static void read_member(fuse_req_t req, struct fh *fh, size_t size)
+{
+	ssize_t got;
+
+	pthread_mutex_lock(&fh->lock);
+	got = grow(&fh->copy, &fh->copy_cap, size, 1);
+	if (got == 0)
+		got = member_read(fh->member, fh->copy, size);
+	if (got < 0)
+		fuse_reply_err(req, (int)-got);
+	else
+		fuse_reply_buf(req, (const char *)fh->copy, (size_t)got);
+	pthread_mutex_unlock(&fh->lock);
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
@@ -1188,6 +1241,10 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	(void)ino;
 	if (fh->text) {
 		read_text(req, fh, size, off);
+		return;
+	}
+	if (fh->member) {
+		read_member(req, fh, size);
 		return;
 	}
 	if (!fh->cur) {
@@ -1358,6 +1415,8 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 		} else if (n.kind == K_PART) {
 			rc = part_attr(topic_part(n.t, n.part), key, value,
 				       sizeof(value));
+		} else if (n.kind == K_GROUP) {
+			rc = group_getxattr(n.g, key, value, sizeof(value));
 		} else {
 			rc = -ENODATA;
 		}
@@ -1377,7 +1436,9 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	int rc;
 
 	rc = node_get(fs_of(req), ino, &n);
-	if (rc == 0) {
+	if (rc == 0 && n.kind == K_GROUP) {
+		rc = group_listxattr(n.g, &list, &len);
+	} else if (rc == 0) {
 		size_t count = n.kind == K_TOPIC ? config_count() :
 			       n.kind == K_PART ? PART_ATTRS : 0;
 		for (size_t i = 0; i < count && rc == 0; i++) {
@@ -1417,6 +1478,8 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 		if (rc == -EINVAL)
 			msg(LOG_NOTICE, "topic %s: bad value for %s",
 			    topic_name(n.t), name);
+	} else if (n.kind == K_GROUP) {
+		rc = group_setxattr(n.g, name + strlen(XATTR_PREFIX), value, size);
 	} else if (n.kind == K_PART) {
 		char tmp[64];
 		rc = part_attr(topic_part(n.t, n.part),
@@ -1647,7 +1710,7 @@ static const struct fuse_lowlevel_ops fs_operations = {
 	.setattr = op_setattr,
 	.mknod = op_mknod,
 	.mkdir = op_mkdir,
-	.unlink = op_eperm_name,
+	.unlink = op_unlink,
 	.rmdir = op_rmdir,
 	.rename = op_rename,
 	.open = op_open,

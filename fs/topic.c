@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "group.h"
 #include "io.h"
 
 /* A group-committed batch holds at most this many payload bytes. */
@@ -71,6 +72,7 @@ struct topic {
 	_Atomic uint32_t nparts;
 	struct part *parts[TOPIC_PARTITIONS_MAX];
 	atomic_uint sticky;
+	struct groups *groups;          /* consumer groups (group.h) */
 };
 
 struct broker {
@@ -402,6 +404,7 @@ static void topic_free(struct topic *t)
 	bool deleted = atomic_load(&t->deleted);
 	uint32_t n = atomic_load(&t->nparts);
 
+	groups_close(t->groups);
 	for (uint32_t i = 0; i < n; i++)
 		part_close(t->parts[i], !deleted);
 	if (deleted)
@@ -447,6 +450,11 @@ void topic_config(struct topic *t, struct topic_config *out)
 	pthread_mutex_lock(&t->lock);
 	*out = t->cfg;
 	pthread_mutex_unlock(&t->lock);
+}
+
+struct groups *topic_groups(struct topic *t)
+{
+	return t->groups;
 }
 
 uint32_t topic_next_sticky(struct topic *t)
@@ -597,6 +605,8 @@ static int broker_load_topic(struct broker *b, const char *name)
 	if (rc == 0)
 		rc = topic_open_parts(t);
 	if (rc == 0)
+		rc = groups_open(t, t->dir, &t->groups);
+	if (rc == 0)
 		rc = broker_add(b, t);
 	if (rc < 0) {
 		msg(LOG_ERR, "topic %s: cannot load: %s", name,
@@ -628,6 +638,8 @@ int broker_topic_create(struct broker *b, const char *name)
 		rc = topic_save_config(t, &t->cfg);
 	if (rc == 0)
 		rc = topic_open_parts(t);
+	if (rc == 0)
+		rc = groups_open(t, t->dir, &t->groups);
 	if (rc == 0)
 		rc = broker_add(b, t);
 	if (rc < 0) {
@@ -854,7 +866,18 @@ static void part_tick(struct part *p, int64_t now)
 
 void broker_tick(struct broker *b, int64_t now)
 {
+	struct topic *ts[64];
+	uint64_t after = 0;
+	unsigned n;
+
 	broker_each_part(b, part_tick, now);
+	while ((n = broker_topics_list(b, after, ts, 64)) > 0) {
+		for (unsigned i = 0; i < n; i++) {
+			groups_tick(ts[i]->groups, now);
+			after = ts[i]->id;
+			topic_put(ts[i]);
+		}
+	}
 }
 
 static void part_scrub(struct part *p, int64_t unused)

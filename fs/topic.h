@@ -92,6 +92,9 @@ int topic_config_set(struct topic *t, const char *name, const char *value,
 		     size_t len);
 int topic_config_reset(struct topic *t, const char *name);
 
+/* The topic's consumer groups (group.h). */
+struct groups *topic_groups(struct topic *t);
+
 /* Next partition for an unkeyed write (sticky per write, rotating). */
 uint32_t topic_next_sticky(struct topic *t);
 

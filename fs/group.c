@@ -1,0 +1,1196 @@
+#include "group.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "io.h"
+#include "msg.h"
+
+#define GROUPS_DIR "groups"
+#define GROUP_CONFIG_FILE "config"
+#define OFFSETS_DIR "offsets"
+/* The offsets log keeps a few segments of snapshots, no more. */
+#define OFFSETS_SEGMENT_BYTES (1u << 20)
+#define OFFSETS_RETENTION_BYTES (2ll << 20)
+#define OFFSETS_RECORD_MAX (TOPIC_PARTITIONS_MAX * 32 + 64)
+
+enum strategy { ST_RANGE, ST_ROUNDROBIN, ST_STICKY };
+enum reset { RESET_EARLIEST, RESET_LATEST, RESET_NONE };
+
+static const char *const strategy_names[] = { "range", "roundrobin", "sticky" };
+static const char *const reset_names[] = { "earliest", "latest", "none" };
+
+struct group_config {
+	int strategy;
+	bool auto_commit;
+	int64_t max_poll_ms;
+	int reset;
+};
+
+struct member {
+	struct group *g;
+	uint64_t id;
+	int64_t last_poll_ms;
+	bool evicted;          /* told at its next read, then rejoins */
+	uint32_t rr;           /* partition rotation, for fairness */
+	/* A record larger than one read, being delivered in pieces. */
+	bool split;
+	uint32_t split_p;
+	uint64_t split_pos, split_end, split_next;
+	struct log_cursor *cur; /* reused by every read of this member */
+	struct log *cur_log;
+};
+
+struct group {
+	struct groups *gs;
+	uint32_t index;
+	char name[TOPIC_NAME_MAX + 1];
+	char *dir;
+
+	pthread_mutex_t lock;  /* protects everything below */
+	struct group_config cfg;
+	bool stored;
+	struct log *offsets;
+	uint32_t nparts;       /* size of the three arrays below */
+	int64_t *committed;    /* per partition, -1 = none */
+	int64_t *pos;          /* next offset for the current owner, -1 = unset */
+	struct member **owner; /* per partition, NULL = unassigned */
+	struct member **members;
+	uint32_t nmembers, mcap;
+	uint64_t generation;
+	uint64_t next_member;
+};
+
+struct groups {
+	struct topic *t;
+	char *dir;
+	pthread_mutex_t lock;  /* protects v and n */
+	struct group **v;
+	uint32_t n, cap;
+};
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void group_config_default(struct group_config *c)
+{
+	*c = (struct group_config){ ST_RANGE, true, 300000, RESET_EARLIEST };
+}
+
+static int name_index(const char *const *names, size_t n, const char *v)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(names[i], v) == 0)
+			return (int)i;
+	}
+	return -EINVAL;
+}
+
+/* ---- settings ------------------------------------------------------------ */
+
+static const char *const group_settings[] = {
+	"partition.assignment.strategy", "enable.auto.commit",
+	"max.poll.interval.ms", "auto.offset.reset",
+};
+#define GROUP_SETTINGS (sizeof(group_settings) / sizeof(group_settings[0]))
+
+static int group_config_get(const struct group_config *c, const char *name,
+			    char *buf, size_t size)
+{
+	if (strcmp(name, "partition.assignment.strategy") == 0)
+		snprintf(buf, size, "%s", strategy_names[c->strategy]);
+	else if (strcmp(name, "enable.auto.commit") == 0)
+		snprintf(buf, size, "%s", c->auto_commit ? "true" : "false");
+	else if (strcmp(name, "max.poll.interval.ms") == 0)
+		snprintf(buf, size, "%" PRId64, c->max_poll_ms);
+	else if (strcmp(name, "auto.offset.reset") == 0)
+		snprintf(buf, size, "%s", reset_names[c->reset]);
+	else
+		return -ENODATA;
+	return 0;
+}
+
+static int group_config_set(struct group_config *c, const char *name,
+			    const char *v)
+{
+	char *end;
+	int i;
+
+	if (strcmp(name, "partition.assignment.strategy") == 0) {
+		i = name_index(strategy_names, 3, v);
+		if (i < 0)
+			return i;
+		c->strategy = i;
+	} else if (strcmp(name, "enable.auto.commit") == 0) {
+		if (strcmp(v, "true") && strcmp(v, "false"))
+			return -EINVAL;
+		c->auto_commit = strcmp(v, "true") == 0;
+	} else if (strcmp(name, "max.poll.interval.ms") == 0) {
+		long long x;
+		errno = 0;
+		x = strtoll(v, &end, 10);
+		if (errno || *end || end == v || x < 1)
+			return -EINVAL;
+		c->max_poll_ms = x;
+	} else if (strcmp(name, "auto.offset.reset") == 0) {
+		i = name_index(reset_names, 3, v);
+		if (i < 0)
+			return i;
+		c->reset = i;
+	} else {
+		return -ENODATA;
+	}
+	return 0;
+}
+
+/* ---- storage ------------------------------------------------------------- */
+
+static int group_save_config(struct group *g)
+{
+	char buf[512], v[64];
+	size_t n = 0;
+	int dfd, rc;
+
+	for (size_t i = 0; i < GROUP_SETTINGS; i++) {
+		group_config_get(&g->cfg, group_settings[i], v, sizeof(v));
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s=%s\n",
+				      group_settings[i], v);
+	}
+	dfd = open(g->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	rc = io_replace_file(dfd, GROUP_CONFIG_FILE, buf, n);
+	close(dfd);
+	return rc;
+}
+
+static int group_open_offsets(struct group *g)
+{
+	struct log_config lc;
+	char *path;
+	int rc;
+
+	log_config_default(&lc);
+	lc.segment_bytes = OFFSETS_SEGMENT_BYTES;
+	lc.retention_bytes = OFFSETS_RETENTION_BYTES;
+	lc.retention_ms = -1;
+	if (asprintf(&path, "%s/%s", g->dir, OFFSETS_DIR) < 0)
+		return -ENOMEM;
+	rc = log_open(path, &lc, &g->offsets);
+	free(path);
+	if (rc == 0)
+		log_set_hw(g->offsets, UINT64_MAX);
+	return rc;
+}
+
+/* Make the group durable: its directory, config and offsets log. */
+static int group_store(struct group *g)
+{
+	int rc;
+
+	if (g->stored)
+		return 0;
+	if (mkdir(g->gs->dir, 0755) < 0 && errno != EEXIST)
+		return -errno;
+	if (mkdir(g->dir, 0755) < 0 && errno != EEXIST)
+		return -errno;
+	rc = group_save_config(g);
+	if (rc == 0 && !g->offsets)
+		rc = group_open_offsets(g);
+	if (rc == 0)
+		g->stored = true;
+	return rc;
+}
+
+/*
+ * Append a snapshot of the committed offsets to the offsets log:
+ * "<partition>=<offset>" pairs separated by spaces, one line.
+ */
+static int group_write_commit(struct group *g)
+{
+	char *rec = malloc(OFFSETS_RECORD_MAX);
+	size_t n = 0;
+	uint32_t len;
+	int rc;
+
+	if (!rec)
+		return -ENOMEM;
+	rc = group_store(g);
+	for (uint32_t p = 0; rc == 0 && p < g->nparts; p++) {
+		if (g->committed[p] >= 0)
+			n += (size_t)snprintf(rec + n, OFFSETS_RECORD_MAX - n,
+					      "%s%" PRIu32 "=%" PRId64,
+					      n ? " " : "", p, g->committed[p]);
+	}
+	rec[n++] = '\n';
+	len = (uint32_t)n;
+	if (rc == 0)
+		rc = log_append(g->offsets, rec, n, &len, 1, NULL, NULL);
+	if (rc == 0)
+		log_set_hw(g->offsets, UINT64_MAX);
+	free(rec);
+	if (rc < 0)
+		msg(LOG_ERR, "topic %s group %s: commit failed: %s",
+		    topic_name(g->gs->t), g->name, strerror(-rc));
+	return rc;
+}
+
+static int group_grow(struct group *g, uint32_t n)
+{
+	int64_t *c, *pos;
+	struct member **o;
+
+	if (n <= g->nparts)
+		return 0;
+	c = realloc(g->committed, n * sizeof(*c));
+	if (c)
+		g->committed = c;
+	pos = realloc(g->pos, n * sizeof(*pos));
+	if (pos)
+		g->pos = pos;
+	o = realloc(g->owner, n * sizeof(*o));
+	if (o)
+		g->owner = o;
+	if (!c || !pos || !o)
+		return -ENOMEM;
+	for (uint32_t p = g->nparts; p < n; p++) {
+		g->committed[p] = -1;
+		g->pos[p] = -1;
+		g->owner[p] = NULL;
+	}
+	g->nparts = n;
+	return 0;
+}
+
+/* Read the newest snapshot of the offsets log into committed[]. */
+static int group_load_offsets(struct group *g)
+{
+	struct log_cursor *c;
+	struct log_state st;
+	uint64_t pos;
+	char *rec, *p, *end;
+	ssize_t n;
+	int rc;
+
+	log_get_state(g->offsets, &st);
+	if (st.leo == st.start_offset)
+		return 0;
+	rc = log_offset_to_pos(g->offsets, st.leo - 1, &pos);
+	if (rc < 0)
+		return rc;
+	if (st.leo_pos - pos > OFFSETS_RECORD_MAX)
+		return -EIO;
+	rec = malloc(OFFSETS_RECORD_MAX + 1);
+	if (!rec || log_cursor_new(g->offsets, &c) < 0) {
+		free(rec);
+		return -ENOMEM;
+	}
+	n = log_read_copy(c, &pos, rec, (size_t)(st.leo_pos - pos));
+	log_cursor_free(c);
+	rc = n < 0 ? (int)n : 0;
+	if (rc == 0) {
+		rec[n] = '\0';
+		for (p = rec; *p && *p != '\n';) {
+			unsigned long long part = strtoull(p, &end, 10);
+			long long off;
+			if (end == p || *end != '=' || part >= TOPIC_PARTITIONS_MAX) {
+				rc = -EIO;
+				break;
+			}
+			off = strtoll(end + 1, &p, 10);
+			if (off < 0 || group_grow(g, (uint32_t)part + 1) < 0) {
+				rc = -EIO;
+				break;
+			}
+			g->committed[part] = off;
+			while (*p == ' ')
+				p++;
+		}
+	}
+	free(rec);
+	return rc;
+}
+
+/* ---- the table of groups ------------------------------------------------- */
+
+static struct group *group_new(struct groups *gs, const char *name)
+{
+	struct group *g = calloc(1, sizeof(*g));
+
+	if (!g)
+		return NULL;
+	g->gs = gs;
+	snprintf(g->name, sizeof(g->name), "%s", name);
+	if (asprintf(&g->dir, "%s/%s", gs->dir, name) < 0) {
+		free(g);
+		return NULL;
+	}
+	pthread_mutex_init(&g->lock, NULL);
+	group_config_default(&g->cfg);
+	return g;
+}
+
+static void group_free(struct group *g)
+{
+	for (uint32_t i = 0; i < g->nmembers; i++)
+		g->members[i]->g = NULL;
+	if (g->offsets)
+		log_close(g->offsets);
+	pthread_mutex_destroy(&g->lock);
+	free(g->committed);
+	free(g->pos);
+	free(g->owner);
+	free(g->members);
+	free(g->dir);
+	free(g);
+}
+
+/* Add g to the table; gs->lock held. */
+static int groups_add(struct groups *gs, struct group *g)
+{
+	if (gs->n == GROUPS_MAX)
+		return -ENOSPC;
+	if (gs->n == gs->cap) {
+		uint32_t cap = gs->cap ? gs->cap * 2 : 16;
+		struct group **v = realloc(gs->v, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		gs->v = v;
+		gs->cap = cap;
+	}
+	g->index = gs->n;
+	gs->v[gs->n++] = g;
+	return 0;
+}
+
+static int group_load(struct groups *gs, const char *name)
+{
+	struct group *g = group_new(gs, name);
+	char *text = NULL, *line, *save = NULL;
+	int dfd, rc;
+
+	if (!g)
+		return -ENOMEM;
+	dfd = open(g->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	rc = dfd < 0 ? -errno : 0;
+	if (rc == 0) {
+		ssize_t n = io_read_file(dfd, GROUP_CONFIG_FILE, 4096, &text);
+		close(dfd);
+		if (n < 0 && n != -ENOENT)
+			rc = (int)n;
+	}
+	for (line = text ? strtok_r(text, "\n", &save) : NULL; line && rc == 0;
+	     line = strtok_r(NULL, "\n", &save)) {
+		char *eq = strchr(line, '=');
+		if (!eq)
+			continue;
+		*eq = '\0';
+		rc = group_config_set(&g->cfg, line, eq + 1);
+		if (rc == -ENODATA)
+			rc = 0;
+	}
+	free(text);
+	if (rc == 0)
+		rc = group_open_offsets(g);
+	if (rc == 0)
+		rc = group_load_offsets(g);
+	if (rc == 0) {
+		g->stored = true;
+		rc = groups_add(gs, g);
+	}
+	if (rc < 0) {
+		msg(LOG_ERR, "topic %s group %s: cannot load: %s",
+		    topic_name(gs->t), name, strerror(-rc));
+		group_free(g);
+	}
+	return rc;
+}
+
+int groups_open(struct topic *t, const char *topic_dir, struct groups **out)
+{
+	struct groups *gs = calloc(1, sizeof(*gs));
+	struct dirent *de;
+	DIR *d;
+
+	if (!gs)
+		return -ENOMEM;
+	gs->t = t;
+	pthread_mutex_init(&gs->lock, NULL);
+	if (asprintf(&gs->dir, "%s/%s", topic_dir, GROUPS_DIR) < 0) {
+		free(gs);
+		return -ENOMEM;
+	}
+	d = opendir(gs->dir);
+	while (d && (de = readdir(d))) {
+		if (topic_name_valid(de->d_name))
+			group_load(gs, de->d_name);
+	}
+	if (d)
+		closedir(d);
+	*out = gs;
+	return 0;
+}
+
+void groups_close(struct groups *gs)
+{
+	if (!gs)
+		return;
+	for (uint32_t i = 0; i < gs->n; i++)
+		group_free(gs->v[i]);
+	free(gs->v);
+	free(gs->dir);
+	pthread_mutex_destroy(&gs->lock);
+	free(gs);
+}
+
+int groups_lookup(struct groups *gs, const char *name, struct group **out)
+{
+	struct group *g = NULL;
+	int rc = 0;
+
+	if (!topic_name_valid(name))
+		return -EINVAL;
+	pthread_mutex_lock(&gs->lock);
+	for (uint32_t i = 0; i < gs->n && !g; i++) {
+		if (strcmp(gs->v[i]->name, name) == 0)
+			g = gs->v[i];
+	}
+	if (!g) {
+		g = group_new(gs, name);
+		rc = g ? groups_add(gs, g) : -ENOMEM;
+		if (rc < 0 && g) {
+			group_free(g);
+			g = NULL;
+		}
+	}
+	pthread_mutex_unlock(&gs->lock);
+	*out = g;
+	return rc;
+}
+
+struct group *groups_get(struct groups *gs, uint32_t index)
+{
+	struct group *g = NULL;
+
+	pthread_mutex_lock(&gs->lock);
+	if (index < gs->n)
+		g = gs->v[index];
+	pthread_mutex_unlock(&gs->lock);
+	return g;
+}
+
+unsigned groups_list(struct groups *gs, uint32_t from, struct group **out,
+		     unsigned max)
+{
+	unsigned n = 0;
+
+	pthread_mutex_lock(&gs->lock);
+	for (uint32_t i = from; i < gs->n && n < max; i++) {
+		if (group_stored(gs->v[i]))
+			out[n++] = gs->v[i];
+	}
+	pthread_mutex_unlock(&gs->lock);
+	return n;
+}
+
+static int rm_one(const char *p, const struct stat *st, int flag,
+		  struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	remove(p);
+	return 0;
+}
+
+int groups_delete(struct groups *gs, const char *name)
+{
+	struct group *g = NULL;
+	int rc = 0;
+
+	pthread_mutex_lock(&gs->lock);
+	for (uint32_t i = 0; i < gs->n && !g; i++) {
+		if (strcmp(gs->v[i]->name, name) == 0)
+			g = gs->v[i];
+	}
+	pthread_mutex_unlock(&gs->lock);
+	if (!g || !group_stored(g))
+		return -ENOENT;
+	pthread_mutex_lock(&g->lock);
+	if (g->nmembers > 0) {
+		rc = -EBUSY;
+	} else {
+		if (g->offsets)
+			log_abandon(g->offsets);
+		g->offsets = NULL;
+		nftw(g->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+		g->stored = false;
+		group_config_default(&g->cfg);
+		for (uint32_t p = 0; p < g->nparts; p++)
+			g->committed[p] = g->pos[p] = -1;
+		msg(LOG_INFO, "topic %s group %s deleted",
+		    topic_name(gs->t), g->name);
+	}
+	pthread_mutex_unlock(&g->lock);
+	return rc;
+}
+
+void group_put(struct group *g)
+{
+	(void)g; /* groups live as long as their topic */
+}
+
+const char *group_name(const struct group *g)
+{
+	return g->name;
+}
+
+uint32_t group_index(const struct group *g)
+{
+	return g->index;
+}
+
+bool group_stored(struct group *g)
+{
+	bool s;
+
+	pthread_mutex_lock(&g->lock);
+	s = g->stored;
+	pthread_mutex_unlock(&g->lock);
+	return s;
+}
+
+/* ---- assignment ---------------------------------------------------------- */
+
+/* Member with the fewest partitions below cap (ties: earliest joined). */
+static int least_loaded(const uint32_t *count, uint32_t m, uint32_t cap_hi,
+			uint32_t *n_hi, uint32_t want_hi)
+{
+	int best = -1;
+
+	for (uint32_t i = 0; i < m; i++) {
+		uint32_t cap = *n_hi < want_hi ? cap_hi : cap_hi - 1;
+		if (count[i] >= cap && !(count[i] < cap_hi && *n_hi < want_hi))
+			continue;
+		if (best < 0 || count[i] < count[best])
+			best = (int)i;
+	}
+	return best;
+}
+
+/*
+ * Compute who owns each of n partitions among the m members (in join
+ * order). range: consecutive blocks, the first n % m members one more;
+ * roundrobin: partition p to member p % m; sticky: every member keeps what
+ * it had up to a balanced share, and only the rest moves.
+ */
+static void assign(struct group *g, uint32_t n, int *who)
+{
+	uint32_t m = g->nmembers, *count, lo, n_hi = 0, want_hi;
+
+	for (uint32_t p = 0; p < n; p++)
+		who[p] = -1;
+	if (m == 0)
+		return;
+	lo = n / m;
+	want_hi = n % m;
+	if (g->cfg.strategy == ST_RANGE) {
+		for (uint32_t i = 0, p = 0; i < m; i++) {
+			uint32_t take = lo + (i < want_hi);
+			for (uint32_t k = 0; k < take; k++)
+				who[p++] = (int)i;
+		}
+		return;
+	}
+	if (g->cfg.strategy == ST_ROUNDROBIN) {
+		for (uint32_t p = 0; p < n; p++)
+			who[p] = (int)(p % m);
+		return;
+	}
+	count = calloc(m, sizeof(*count));
+	if (!count) { /* fall back to round robin */
+		for (uint32_t p = 0; p < n; p++)
+			who[p] = (int)(p % m);
+		return;
+	}
+	/* Keep current owners up to a fair share. */
+	for (uint32_t p = 0; p < n; p++) {
+		struct member *o = g->owner[p];
+		for (uint32_t i = 0; o && i < m; i++) {
+			if (g->members[i] != o)
+				continue;
+			if (count[i] < lo || (count[i] == lo && n_hi < want_hi)) {
+				if (count[i] == lo)
+					n_hi++;
+				count[i]++;
+				who[p] = (int)i;
+			}
+			break;
+		}
+	}
+	/* Hand out the rest to the least loaded. */
+	for (uint32_t p = 0; p < n; p++) {
+		int i;
+		if (who[p] >= 0)
+			continue;
+		i = least_loaded(count, m, lo + 1, &n_hi, want_hi);
+		if (i < 0)
+			i = 0;
+		if (count[i] == lo)
+			n_hi++;
+		count[i]++;
+		who[p] = i;
+	}
+	free(count);
+}
+
+/* Commit what owner m has delivered of partition p; g->lock held. */
+static bool commit_one(struct group *g, uint32_t p)
+{
+	if (g->pos[p] >= 0 && g->pos[p] != g->committed[p]) {
+		g->committed[p] = g->pos[p];
+		return true;
+	}
+	return false;
+}
+
+/* Reassign partitions after a join, leave or eviction; g->lock held. */
+static void rebalance(struct group *g)
+{
+	uint32_t n = topic_partitions(g->gs->t), moved = 0;
+	bool changed = false;
+	int *who;
+
+	if (group_grow(g, n) < 0)
+		return;
+	who = malloc((n ? n : 1) * sizeof(*who));
+	if (!who)
+		return;
+	assign(g, n, who);
+	for (uint32_t p = 0; p < n; p++) {
+		struct member *o = who[p] >= 0 ? g->members[who[p]] : NULL;
+		if (o == g->owner[p])
+			continue;
+		/* As Kafka's consumer does on revocation with auto commit. */
+		if (g->owner[p] && g->cfg.auto_commit)
+			changed |= commit_one(g, p);
+		if (g->owner[p] && g->owner[p]->split &&
+		    g->owner[p]->split_p == p)
+			g->owner[p]->split = false;
+		g->owner[p] = o;
+		g->pos[p] = -1; /* the new owner starts from the committed offset */
+		moved++;
+	}
+	free(who);
+	g->generation++;
+	if (changed)
+		group_write_commit(g);
+	msg(LOG_INFO, "topic %s group %s: rebalanced (%s), %" PRIu32
+	    " member(s), %" PRIu32 " partition(s) moved",
+	    topic_name(g->gs->t), g->name, strategy_names[g->cfg.strategy],
+	    g->nmembers, moved);
+}
+
+static int member_add(struct group *g, struct member *m)
+{
+	if (g->nmembers == g->mcap) {
+		uint32_t cap = g->mcap ? g->mcap * 2 : 8;
+		struct member **v = realloc(g->members, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		g->members = v;
+		g->mcap = cap;
+	}
+	g->members[g->nmembers++] = m;
+	m->last_poll_ms = now_ms();
+	return 0;
+}
+
+static void member_remove(struct group *g, struct member *m)
+{
+	for (uint32_t i = 0; i < g->nmembers; i++) {
+		if (g->members[i] != m)
+			continue;
+		memmove(g->members + i, g->members + i + 1,
+			(g->nmembers - i - 1) * sizeof(*g->members));
+		g->nmembers--;
+		break;
+	}
+}
+
+int member_join(struct group *g, struct member **out)
+{
+	struct member *m = calloc(1, sizeof(*m));
+	int rc;
+
+	if (!m)
+		return -ENOMEM;
+	m->g = g;
+	pthread_mutex_lock(&g->lock);
+	m->id = ++g->next_member;
+	rc = member_add(g, m);
+	if (rc == 0)
+		rebalance(g);
+	pthread_mutex_unlock(&g->lock);
+	if (rc < 0) {
+		free(m);
+		return rc;
+	}
+	*out = m;
+	return 0;
+}
+
+/* Commit every partition m owns; g->lock held. */
+static int commit_member(struct group *g, struct member *m)
+{
+	bool changed = false;
+
+	for (uint32_t p = 0; p < g->nparts; p++) {
+		if (g->owner[p] == m)
+			changed |= commit_one(g, p);
+	}
+	return changed ? group_write_commit(g) : 0;
+}
+
+void member_leave(struct member *m)
+{
+	struct group *g = m->g;
+
+	if (g) {
+		pthread_mutex_lock(&g->lock);
+		if (!m->evicted) {
+			if (g->cfg.auto_commit)
+				commit_member(g, m);
+			member_remove(g, m);
+			rebalance(g);
+		}
+		pthread_mutex_unlock(&g->lock);
+	}
+	if (m->cur)
+		log_cursor_free(m->cur);
+	free(m);
+}
+
+int member_commit(struct member *m)
+{
+	struct group *g = m->g;
+	int rc;
+
+	pthread_mutex_lock(&g->lock);
+	rc = m->evicted ? -ETIMEDOUT : commit_member(g, m);
+	pthread_mutex_unlock(&g->lock);
+	return rc;
+}
+
+void groups_tick(struct groups *gs, int64_t now)
+{
+	pthread_mutex_lock(&gs->lock);
+	for (uint32_t i = 0; i < gs->n; i++) {
+		struct group *g = gs->v[i];
+		bool evicted = false;
+
+		pthread_mutex_lock(&g->lock);
+		for (uint32_t k = 0; k < g->nmembers;) {
+			struct member *m = g->members[k];
+			if (now - m->last_poll_ms <= g->cfg.max_poll_ms) {
+				k++;
+				continue;
+			}
+			msg(LOG_WARNING, "topic %s group %s: member-%" PRIu64
+			    " did not read for max.poll.interval.ms (%" PRId64
+			    " ms): its partitions go to the others",
+			    topic_name(gs->t), g->name, m->id, g->cfg.max_poll_ms);
+			m->evicted = true;
+			m->split = false;
+			member_remove(g, m);
+			evicted = true;
+		}
+		if (evicted)
+			rebalance(g);
+		if (g->offsets)
+			log_retention(g->offsets, now);
+		pthread_mutex_unlock(&g->lock);
+	}
+	pthread_mutex_unlock(&gs->lock);
+}
+
+/* ---- reading ------------------------------------------------------------- */
+
+/* Copy [pos, end) of partition log l into buf through the member cursor. */
+static int member_copy(struct member *m, struct log *l, uint64_t pos,
+		       uint64_t end, uint8_t *buf)
+{
+	uint64_t at = pos;
+	ssize_t n;
+
+	if (m->cur_log != l) {
+		if (m->cur)
+			log_cursor_free(m->cur);
+		m->cur = NULL;
+		if (log_cursor_new(l, &m->cur) < 0)
+			return -ENOMEM;
+		m->cur_log = l;
+	}
+	n = log_read_copy(m->cur, &at, buf, (size_t)(end - pos));
+	if (n < 0)
+		return (int)n;
+	return at == pos && (uint64_t)n == end - pos ? 0 : -EAGAIN;
+}
+
+/* Where partition p starts for this read, by the reset policy if needed. */
+static int start_offset(struct group *g, uint32_t p, const struct log_state *st,
+			int64_t *off)
+{
+	int64_t o = g->pos[p] >= 0 ? g->pos[p] : g->committed[p];
+
+	if (o >= 0 && (uint64_t)o >= st->start_offset) {
+		*off = (uint64_t)o > st->hw ? (int64_t)st->hw : o;
+		return 0;
+	}
+	switch (g->cfg.reset) {
+	case RESET_EARLIEST:
+		*off = (int64_t)st->start_offset;
+		return 0;
+	case RESET_LATEST:
+		*off = (int64_t)st->hw;
+		return 0;
+	default:
+		return -ERANGE;
+	}
+}
+
+ssize_t member_read(struct member *m, uint8_t *buf, size_t size)
+{
+	struct group *g = m->g;
+	uint32_t n, owned[TOPIC_PARTITIONS_MAX], k = 0;
+	int64_t start[TOPIC_PARTITIONS_MAX], next[TOPIC_PARTITIONS_MAX];
+	uint64_t gen;
+	size_t filled = 0;
+	int rc = 0;
+
+	if (!g)
+		return -ENOENT;
+	pthread_mutex_lock(&g->lock);
+	if (m->evicted) {
+		m->evicted = false;
+		m->id = ++g->next_member;
+		rc = member_add(g, m);
+		if (rc == 0)
+			rebalance(g);
+		pthread_mutex_unlock(&g->lock);
+		msg(LOG_NOTICE, "topic %s group %s: evicted member rejoins as "
+		    "member-%" PRIu64, topic_name(g->gs->t), g->name, m->id);
+		return rc < 0 ? rc : -ETIMEDOUT;
+	}
+	m->last_poll_ms = now_ms();
+	if (g->cfg.auto_commit)
+		commit_member(g, m);
+	n = topic_partitions(g->gs->t);
+	if (n != g->nparts)
+		rebalance(g);
+	for (uint32_t i = 0; i < g->nparts; i++) {
+		uint32_t p = (m->rr + i) % g->nparts;
+		struct log_state st;
+		if (g->owner[p] != m)
+			continue;
+		log_get_state(part_log(topic_part(g->gs->t, p)), &st);
+		rc = start_offset(g, p, &st, &start[k]);
+		if (rc < 0) {
+			msg(LOG_WARNING, "topic %s group %s partition %" PRIu32
+			    ": committed offset below the log start and "
+			    "auto.offset.reset=none", topic_name(g->gs->t),
+			    g->name, p);
+			break;
+		}
+		next[k] = -1;
+		owned[k++] = p;
+	}
+	m->rr++;
+	gen = g->generation;
+	pthread_mutex_unlock(&g->lock);
+	if (rc < 0)
+		return rc;
+
+	/* A record larger than a read goes out in pieces, alone. */
+	if (m->split) {
+		struct log *l = part_log(topic_part(g->gs->t, m->split_p));
+		uint64_t from = m->split_pos;
+		uint64_t end = m->split_end - from > size ? from + size :
+							    m->split_end;
+
+		rc = member_copy(m, l, from, end, buf);
+		if (rc < 0)
+			return rc;
+		m->split_pos = end;
+		if (end == m->split_end) {
+			m->split = false;
+			pthread_mutex_lock(&g->lock);
+			if (g->owner[m->split_p] == m)
+				g->pos[m->split_p] = (int64_t)m->split_next;
+			pthread_mutex_unlock(&g->lock);
+		}
+		return (ssize_t)(end - from);
+	}
+	for (uint32_t i = 0; i < k && filled < size; i++) {
+		struct log *l = part_log(topic_part(g->gs->t, owned[i]));
+		struct log_state st;
+		uint64_t pos, end, off_end;
+
+		log_get_state(l, &st);
+		if ((uint64_t)start[i] >= st.hw)
+			continue;
+		rc = log_offset_to_pos(l, (uint64_t)start[i], &pos);
+		if (rc < 0)
+			break;
+		end = st.hw_pos;
+		off_end = st.hw;
+		if (end - pos > size - filled) {
+			uint64_t rec_pos;
+			rc = log_pos_to_offset(l, pos + (size - filled), &off_end,
+					       &rec_pos);
+			if (rc < 0)
+				break;
+			end = rec_pos;
+			if (end == pos) {
+				if (filled > 0)
+					break; /* the next read takes it */
+				/* One record bigger than the whole read. */
+				uint64_t rec_end;
+				rc = log_offset_to_pos(l, (uint64_t)start[i] + 1,
+						       &rec_end);
+				if (rc < 0)
+					break;
+				end = pos + size;
+				rc = member_copy(m, l, pos, end, buf);
+				if (rc < 0)
+					break;
+				m->split = true;
+				m->split_p = owned[i];
+				m->split_pos = end;
+				m->split_end = rec_end;
+				m->split_next = (uint64_t)start[i] + 1;
+				return (ssize_t)size;
+			}
+		}
+		rc = member_copy(m, l, pos, end, buf + filled);
+		if (rc < 0)
+			break;
+		filled += (size_t)(end - pos);
+		next[i] = (int64_t)off_end;
+	}
+	pthread_mutex_lock(&g->lock);
+	if (gen == g->generation) {
+		for (uint32_t i = 0; i < k; i++) {
+			if (next[i] >= 0 && g->owner[owned[i]] == m)
+				g->pos[owned[i]] = next[i];
+		}
+	}
+	pthread_mutex_unlock(&g->lock);
+	if (filled > 0)
+		return (ssize_t)filled;
+	return rc == -EAGAIN ? 0 : rc;
+}
+
+/* ---- attributes ---------------------------------------------------------- */
+
+void group_lag(struct group *g, uint32_t p, int64_t *committed, uint64_t *leo)
+{
+	struct part *part = topic_part(g->gs->t, p);
+	struct log_state st;
+
+	pthread_mutex_lock(&g->lock);
+	*committed = p < g->nparts ? g->committed[p] : -1;
+	pthread_mutex_unlock(&g->lock);
+	*leo = 0;
+	if (part) {
+		log_get_state(part_log(part), &st);
+		*leo = st.hw;
+	}
+}
+
+/* "offset.<p>" style names: the kind and the partition. */
+static int per_partition(const char *name, const char *kind, uint32_t n,
+			 uint32_t *p)
+{
+	size_t k = strlen(kind);
+	unsigned long long v;
+	char *end;
+
+	if (strncmp(name, kind, k) != 0 || name[k] != '.' ||
+	    name[k + 1] < '0' || name[k + 1] > '9')
+		return -ENODATA;
+	v = strtoull(name + k + 1, &end, 10);
+	if (*end || v >= n)
+		return -ENODATA;
+	*p = (uint32_t)v;
+	return 0;
+}
+
+int group_getxattr(struct group *g, const char *name, char *buf, size_t size)
+{
+	uint32_t n = topic_partitions(g->gs->t), p;
+	int64_t committed;
+	uint64_t leo;
+	int rc;
+
+	pthread_mutex_lock(&g->lock);
+	rc = group_config_get(&g->cfg, name, buf, size);
+	if (rc == -ENODATA && per_partition(name, "owner", n, &p) == 0) {
+		if (p < g->nparts && g->owner[p])
+			snprintf(buf, size, "member-%" PRIu64, g->owner[p]->id);
+		else
+			snprintf(buf, size, "-");
+		rc = 0;
+	}
+	pthread_mutex_unlock(&g->lock);
+	if (rc != -ENODATA)
+		return rc;
+	if (per_partition(name, "offset", n, &p) == 0) {
+		group_lag(g, p, &committed, &leo);
+		if (committed < 0)
+			snprintf(buf, size, "-");
+		else
+			snprintf(buf, size, "%" PRId64, committed);
+	} else if (per_partition(name, "log_end_offset", n, &p) == 0) {
+		group_lag(g, p, &committed, &leo);
+		snprintf(buf, size, "%" PRIu64, leo);
+	} else if (per_partition(name, "lag", n, &p) == 0) {
+		group_lag(g, p, &committed, &leo);
+		if (committed < 0)
+			snprintf(buf, size, "-");
+		else
+			snprintf(buf, size, "%" PRId64,
+				 (int64_t)leo > committed ? (int64_t)leo - committed : 0);
+	} else {
+		return -ENODATA;
+	}
+	return 0;
+}
+
+int group_listxattr(struct group *g, char **out, size_t *len)
+{
+	static const char *const kinds[] = { "offset", "log_end_offset", "lag",
+					     "owner" };
+	uint32_t n = topic_partitions(g->gs->t);
+	size_t cap = GROUP_SETTINGS * 64 + (size_t)n * 4 * 48 + 1, at = 0;
+	char *buf = malloc(cap);
+
+	if (!buf)
+		return -ENOMEM;
+	for (size_t i = 0; i < GROUP_SETTINGS; i++)
+		at += (size_t)snprintf(buf + at, cap - at, "user.topicfs.%s",
+				       group_settings[i]) + 1;
+	for (uint32_t p = 0; p < n; p++) {
+		for (size_t k = 0; k < 4; k++)
+			at += (size_t)snprintf(buf + at, cap - at,
+					       "user.topicfs.%s.%" PRIu32,
+					       kinds[k], p) + 1;
+	}
+	*out = buf;
+	*len = at;
+	return 0;
+}
+
+/* The offset a reset value names: number, earliest, latest, @time. */
+static int reset_target(struct log *l, const char *v, uint64_t *off)
+{
+	struct log_state st;
+	int64_t ms;
+	char *end;
+
+	log_get_state(l, &st);
+	if (strcmp(v, "earliest") == 0) {
+		*off = st.start_offset;
+	} else if (strcmp(v, "latest") == 0) {
+		*off = st.hw;
+	} else if (v[0] == '@') {
+		if (strncmp(v + 1, "t=", 2) == 0) {
+			errno = 0;
+			ms = strtoll(v + 3, &end, 10);
+			if (errno || *end || end == v + 3)
+				return -EINVAL;
+		} else if (config_parse_time(v + 1, &ms) < 0) {
+			return -EINVAL;
+		}
+		return log_time_to_offset(l, ms, off);
+	} else {
+		unsigned long long x;
+		if (v[0] < '0' || v[0] > '9')
+			return -EINVAL;
+		errno = 0;
+		x = strtoull(v, &end, 10);
+		if (errno || *end)
+			return -EINVAL;
+		if (x < st.start_offset || x > st.hw)
+			return -ERANGE;
+		*off = x;
+	}
+	return 0;
+}
+
+int group_setxattr(struct group *g, const char *name, const char *value,
+		   size_t len)
+{
+	uint32_t n = topic_partitions(g->gs->t), p;
+	struct group_config c;
+	char v[256];
+	uint64_t off;
+	int rc;
+
+	if (len > 0 && value[len - 1] == '\n')
+		len--;
+	if (len >= sizeof(v) || memchr(value, '\0', len))
+		return -EINVAL;
+	memcpy(v, value, len);
+	v[len] = '\0';
+	pthread_mutex_lock(&g->lock);
+	c = g->cfg;
+	rc = group_config_set(&c, name, v);
+	if (rc == 0) {
+		g->cfg = c;
+		rc = group_store(g);
+		if (rc == 0)
+			rc = group_save_config(g);
+		if (rc == 0 && strcmp(name, "partition.assignment.strategy") == 0)
+			rebalance(g);
+	} else if (rc == -ENODATA && per_partition(name, "offset", n, &p) == 0) {
+		if (g->nmembers > 0) {
+			rc = -EBUSY;
+		} else {
+			rc = reset_target(part_log(topic_part(g->gs->t, p)), v,
+					  &off);
+			if (rc == 0)
+				rc = group_grow(g, n);
+			if (rc == 0) {
+				g->committed[p] = (int64_t)off;
+				g->pos[p] = -1;
+				rc = group_write_commit(g);
+			}
+		}
+	} else if (rc == -ENODATA &&
+		   (per_partition(name, "log_end_offset", n, &p) == 0 ||
+		    per_partition(name, "lag", n, &p) == 0 ||
+		    per_partition(name, "owner", n, &p) == 0)) {
+		rc = -EPERM;
+	}
+	pthread_mutex_unlock(&g->lock);
+	if (rc < 0 && rc != -ENODATA)
+		msg(LOG_NOTICE, "topic %s group %s: setting %s to '%s' refused: %s",
+		    topic_name(g->gs->t), g->name, name, v, strerror(-rc));
+	return rc;
+}
