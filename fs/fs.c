@@ -1648,6 +1648,55 @@ static void metrics_row(struct text *out, struct topic *t, uint32_t p,
 #undef LBL
 }
 
+static void metrics_group(struct text *out, struct topic *t, struct group *g)
+{
+	for (uint32_t p = 0; p < topic_partitions(t); p++) {
+		int64_t committed;
+		uint64_t leo;
+
+		group_lag(g, p, &committed, &leo);
+		if (committed < 0)
+			continue;
+		text_add(out, "topicfs_group_committed_offset{topic=\"%s\","
+			 "group=\"%s\",partition=\"%" PRIu32 "\"} %" PRId64 "\n",
+			 topic_name(t), group_name(g), p, committed);
+		text_add(out, "topicfs_group_lag{topic=\"%s\",group=\"%s\","
+			 "partition=\"%" PRIu32 "\"} %" PRId64 "\n",
+			 topic_name(t), group_name(g), p,
+			 (int64_t)leo > committed ? (int64_t)leo - committed : 0);
+	}
+}
+
+/* Committed offset and lag of every stored group, per partition. */
+static void metrics_groups(struct fs *fs, struct text *out)
+{
+	struct topic *ts[64];
+	uint64_t after = 0;
+	unsigned n;
+
+	text_add(out, "# HELP topicfs_group_committed_offset Offset the group "
+		 "committed.\n# TYPE topicfs_group_committed_offset gauge\n"
+		 "# HELP topicfs_group_lag Records between the committed "
+		 "offset and the high watermark.\n"
+		 "# TYPE topicfs_group_lag gauge\n");
+	while ((n = broker_topics_list(fs->broker, after, ts, 64)) > 0) {
+		for (unsigned i = 0; i < n; i++) {
+			struct group *gs[64];
+			uint32_t from = 0;
+			unsigned k;
+			while ((k = groups_list(topic_groups(ts[i]), from, gs,
+						64)) > 0) {
+				for (unsigned j = 0; j < k; j++) {
+					metrics_group(out, ts[i], gs[j]);
+					from = group_index(gs[j]) + 1;
+				}
+			}
+			after = topic_id(ts[i]);
+			topic_put(ts[i]);
+		}
+	}
+}
+
 static char *metrics_text(struct fs *fs, size_t *len)
 {
 	static const char *const help[][3] = {
@@ -1667,6 +1716,7 @@ static char *metrics_text(struct fs *fs, size_t *len)
 		text_add(&t, "# HELP topicfs_%s %s\n# TYPE topicfs_%s %s\n",
 			 help[i][0], help[i][2], help[i][0], help[i][1]);
 	each_partition(fs, &t, metrics_row);
+	metrics_groups(fs, &t);
 	return text_done(&t, len);
 }
 

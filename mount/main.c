@@ -27,6 +27,7 @@
 
 #include "dump.h"
 #include "fs.h"
+#include "groups_cmd.h"
 #include "msg.h"
 #include "topic.h"
 
@@ -65,6 +66,7 @@ static void usage(FILE *out)
 	fprintf(out,
 		"usage: topicfs [-f] [-d] [-o OPT[,OPT...]] DATADIR MOUNTPOINT\n"
 		"       topicfs dump-log [--verify] PATH\n"
+		"       topicfs groups MOUNTPOINT [GROUP]\n"
 		"       topicfs --help | --version\n"
 		"\n"
 		"Serves the topics stored in DATADIR (created if missing) as\n"
@@ -78,6 +80,9 @@ static void usage(FILE *out)
 		"dump-log prints one line per record batch of a segment file or\n"
 		"of every segment in a partition directory; --verify also checks\n"
 		"the index files and exits 1 if anything is bad.\n"
+		"\n"
+		"groups prints the consumer groups of a mounted topicfs like\n"
+		"kafka-consumer-groups --describe.\n"
 		"\n"
 		"Unmount with: fusermount3 -u MOUNTPOINT\n");
 }
@@ -366,6 +371,8 @@ int main(int argc, char **argv)
 
 	if (argc >= 2 && strcmp(argv[1], "dump-log") == 0)
 		return cmd_dump_log(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "groups") == 0)
+		return cmd_groups(argc - 1, argv + 1);
 	log_set_logger(engine_logger, NULL);
 	fuse_set_log_func(fuse_logger);
 	if (fuse_opt_parse(&args, &o, option_spec, option_proc) != 0)
