@@ -238,7 +238,7 @@ static void node_put(struct node *n)
 static void node_stat(struct fs *fs, fuse_ino_t ino, const struct node *n,
 		      struct stat *st)
 {
-	struct log_state ls;
+	struct log_bounds ls;
 
 	memset(st, 0, sizeof(*st));
 	st->st_ino = ino;
@@ -265,7 +265,7 @@ static void node_stat(struct fs *fs, fuse_ino_t ino, const struct node *n,
 		break;
 	case K_PART:
 	case K_VIEW:
-		log_get_state(part_log(topic_part(n->t, n->part)), &ls);
+		log_get_bounds(part_log(topic_part(n->t, n->part)), &ls);
 		st->st_mode = S_IFREG | (n->kind == K_PART ? 0644 : 0444);
 		st->st_nlink = 1;
 		if (n->kind == K_PART)
@@ -273,7 +273,7 @@ static void node_stat(struct fs *fs, fuse_ino_t ino, const struct node *n,
 		else
 			st->st_size = ls.hw_pos > n->view_start ?
 				      (off_t)(ls.hw_pos - n->view_start) : 0;
-		st->st_blocks = (blkcnt_t)((ls.size_bytes + 511) / 512);
+		st->st_blocks = (blkcnt_t)((ls.leo_pos - ls.start_pos + 511) / 512);
 		if (ls.max_ts > 0) {
 			st->st_mtime = (time_t)(ls.max_ts / 1000);
 			st->st_ctime = st->st_mtime;
@@ -319,12 +319,12 @@ static int parse_u64(const char *s, uint64_t *out)
  */
 static int view_resolve(struct log *l, const char *sel, uint64_t *pos)
 {
-	struct log_state st;
+	struct log_bounds st;
 	uint64_t off, n;
 	int64_t ms;
 	int rc;
 
-	log_get_state(l, &st);
+	log_get_bounds(l, &st);
 	if (strcmp(sel, "earliest") == 0) {
 		off = st.start_offset;
 	} else if (strcmp(sel, "latest") == 0) {
@@ -769,7 +769,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
 	int acc = fi->flags & O_ACCMODE;
-	struct log_state st;
+	struct log_bounds st;
 	struct node n;
 	struct fh *fh;
 	int rc;
@@ -815,7 +815,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 				READ_EXTENTS_MAX * sizeof(struct fuse_buf));
 		if (!fh->bv)
 			goto out_free;
-		log_get_state(part_log(fh->p), &st);
+		log_get_bounds(part_log(fh->p), &st);
 		fh->base = fh->kind == K_VIEW ? n.view_start : 0;
 		/*
 		 * Bytes never change once written, so the page cache may keep

@@ -281,13 +281,13 @@ static int group_grow(struct group *g, uint32_t n)
 static int group_load_offsets(struct group *g)
 {
 	struct log_cursor *c;
-	struct log_state st;
+	struct log_bounds st;
 	uint64_t pos;
 	char *rec, *p, *end;
 	ssize_t n;
 	int rc;
 
-	log_get_state(g->offsets, &st);
+	log_get_bounds(g->offsets, &st);
 	if (st.leo == st.start_offset)
 		return 0;
 	rc = log_offset_to_pos(g->offsets, st.leo - 1, &pos);
@@ -853,7 +853,7 @@ static int member_copy(struct member *m, struct log *l, uint64_t pos,
 }
 
 /* Where partition p starts for this read, by the reset policy if needed. */
-static int start_offset(struct group *g, uint32_t p, const struct log_state *st,
+static int start_offset(struct group *g, uint32_t p, const struct log_bounds *st,
 			int64_t *off)
 {
 	int64_t o = g->pos[p] >= 0 ? g->pos[p] : g->committed[p];
@@ -905,10 +905,10 @@ ssize_t member_read(struct member *m, uint8_t *buf, size_t size)
 		rebalance(g);
 	for (uint32_t i = 0; i < g->nparts; i++) {
 		uint32_t p = (m->rr + i) % g->nparts;
-		struct log_state st;
+		struct log_bounds st;
 		if (g->owner[p] != m)
 			continue;
-		log_get_state(part_log(topic_part(g->gs->t, p)), &st);
+		log_get_bounds(part_log(topic_part(g->gs->t, p)), &st);
 		rc = start_offset(g, p, &st, &start[k]);
 		if (rc < 0) {
 			msg(LOG_WARNING, "topic %s group %s partition %" PRIu32
@@ -948,10 +948,10 @@ ssize_t member_read(struct member *m, uint8_t *buf, size_t size)
 	}
 	for (uint32_t i = 0; i < k && filled < size; i++) {
 		struct log *l = part_log(topic_part(g->gs->t, owned[i]));
-		struct log_state st;
+		struct log_bounds st;
 		uint64_t pos, end, off_end;
 
-		log_get_state(l, &st);
+		log_get_bounds(l, &st);
 		if ((uint64_t)start[i] >= st.hw)
 			continue;
 		rc = log_offset_to_pos(l, (uint64_t)start[i], &pos);
@@ -1011,14 +1011,14 @@ ssize_t member_read(struct member *m, uint8_t *buf, size_t size)
 void group_lag(struct group *g, uint32_t p, int64_t *committed, uint64_t *leo)
 {
 	struct part *part = topic_part(g->gs->t, p);
-	struct log_state st;
+	struct log_bounds st;
 
 	pthread_mutex_lock(&g->lock);
 	*committed = p < g->nparts ? g->committed[p] : -1;
 	pthread_mutex_unlock(&g->lock);
 	*leo = 0;
 	if (part) {
-		log_get_state(part_log(part), &st);
+		log_get_bounds(part_log(part), &st);
 		*leo = st.hw;
 	}
 }
@@ -1109,11 +1109,11 @@ int group_listxattr(struct group *g, char **out, size_t *len)
 /* The offset a reset value names: number, earliest, latest, @time. */
 static int reset_target(struct log *l, const char *v, uint64_t *off)
 {
-	struct log_state st;
+	struct log_bounds st;
 	int64_t ms;
 	char *end;
 
-	log_get_state(l, &st);
+	log_get_bounds(l, &st);
 	if (strcmp(v, "earliest") == 0) {
 		*off = st.start_offset;
 	} else if (strcmp(v, "latest") == 0) {

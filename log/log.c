@@ -80,6 +80,7 @@ struct log {
 	uint8_t *zbuf;                  /* append_lock, compression output */
 	size_t zcap;
 	int64_t last_ts;                /* append_lock */
+	_Atomic int64_t pub_max_ts;     /* last_ts as published to readers */
 	bool dir_dirty;                 /* append_lock: names not yet synced */
 	struct ends ckpt;               /* flush_lock: as last checkpointed */
 	uint64_t ckpt_start;            /* flush_lock */
@@ -680,6 +681,7 @@ int log_open(const char *dir, const struct log_config *cfg, struct log **out)
 		if (ts > l->last_ts)
 			l->last_ts = ts;
 	}
+	atomic_store(&l->pub_max_ts, l->last_ts);
 	/* Both truncations run; either one changing the cache saves it. */
 	if ((int)epoch_truncate_end(&l->epochs, e.leo + 1) |
 	    (int)epoch_truncate_start(&l->epochs, ck.start)) {
@@ -923,6 +925,7 @@ int log_append(struct log *l, const void *payload, size_t len,
 	}
 	rc = 0;
 	l->last_ts = ts;
+	atomic_store(&l->pub_max_ts, ts);
 	read_ends(l, &e);
 	e.leo = log_active(l)->w.end_offset;
 	e.leo_pos = log_active(l)->w.end_pos;
@@ -1203,6 +1206,7 @@ int log_truncate(struct log *l, uint64_t offset, uint64_t *leo_out)
 	}
 	s = log_active(l);
 	l->last_ts = s->w.max_ts;
+	atomic_store(&l->pub_max_ts, l->last_ts);
 	e.leo = s->w.end_offset;
 	e.leo_pos = s->w.end_pos;
 	if (e.hw > e.leo) {
@@ -1258,6 +1262,20 @@ void log_get_state(struct log *l, struct log_state *st)
 	pthread_mutex_lock(&l->append_lock);
 	st->leader_epoch = epoch_latest(&l->epochs);
 	pthread_mutex_unlock(&l->append_lock);
+}
+
+void log_get_bounds(struct log *l, struct log_bounds *b)
+{
+	struct ends e;
+
+	b->start_offset = atomic_load(&l->start_offset);
+	b->start_pos = atomic_load(&l->start_pos);
+	read_ends(l, &e);
+	b->hw = e.hw;
+	b->hw_pos = e.hw_pos;
+	b->leo = e.leo;
+	b->leo_pos = e.leo_pos;
+	b->max_ts = atomic_load(&l->pub_max_ts);
 }
 
 int log_offset_to_pos(struct log *l, uint64_t offset, uint64_t *pos)

@@ -19,8 +19,9 @@
  *   -ERANGE  an offset, position or time outside the log
  *   -EIO     stored bytes failed their checksum, or an I/O error
  *   -ENOSPC  the disk is full; the log is exactly as before the call
- *   -EROFS   a previous fsync or cleanup failed: the partition refuses
- *            appends until it is reopened (the "sticky" error)
+ *   -EROFS   a previous fsync, checkpoint or cleanup failed: the
+ *            partition refuses appends until it is reopened (the
+ *            "sticky" error)
  * Each failure is also reported once through the logger with the
  * partition's directory and the cause.
  */
@@ -155,6 +156,17 @@ int log_truncate(struct log *l, uint64_t offset, uint64_t *leo);
 int log_retention(struct log *l, int64_t now_ms);
 
 void log_get_state(struct log *l, struct log_state *st);
+
+/* The ends of the log, read without taking any lock (the hot subset of
+ * log_state, for stat and readers). */
+struct log_bounds {
+	uint64_t start_offset, start_pos;
+	uint64_t hw, hw_pos;
+	uint64_t leo, leo_pos;
+	int64_t max_ts;                     /* newest timestamp, -1 if empty */
+};
+
+void log_get_bounds(struct log *l, struct log_bounds *b);
 const char *log_path(const struct log *l);
 
 /* Position of record `offset`; offset == log end gives the end position. */
