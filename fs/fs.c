@@ -101,6 +101,7 @@ struct fh {
 	uint32_t *route;         /* .produce: partition of each record */
 	size_t rcap;
 	struct topicfs_last_write last;
+	uint64_t owner;          /* lock owner (files table) of the last write */
 	struct fh *prev, *next;  /* in fs->open_files */
 
 	/* reading */
@@ -471,6 +472,8 @@ static void op_forget_multi(fuse_req_t req, size_t count,
 	fuse_reply_none(req);
 }
 
+static struct fh *fh_of(struct fuse_file_info *fi);
+
 static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
@@ -478,7 +481,16 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 	struct stat st;
 	int rc;
 
-	(void)fi;
+	/* fstat of an open file works even after its topic was deleted. */
+	if (fi && fi->fh && fh_of(fi)->p && topic_deleted(fh_of(fi)->t)) {
+		struct fh *fh = fh_of(fi);
+		n = (struct node){ .kind = fh->kind, .t = fh->t,
+				   .part = part_index(fh->p),
+				   .view_start = fh->base };
+		node_stat(fs_of(req), ino, &n, &st);
+		fuse_reply_attr(req, &st, 0.0);
+		return;
+	}
 	rc = node_get(fs_of(req), ino, &n);
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
@@ -824,8 +836,13 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		 * offsets can shift.
 		 */
 		fh->direct = fh->kind == K_VIEW || st.start_pos > 0;
-		fi->direct_io = fh->direct;
-		fi->keep_cache = !fh->direct;
+		/*
+		 * Writes never go through the page cache: the kernel would
+		 * cache written bytes at the offset it guesses (a partial line
+		 * is not a record yet) and split writes at page boundaries.
+		 */
+		fi->direct_io = fh->direct || fh->writable;
+		fi->keep_cache = !fi->direct_io;
 		break;
 	case K_PRODUCE:
 		fh->p = NULL;
@@ -1111,13 +1128,15 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		return;
 	}
 	pthread_mutex_lock(&fh->lock);
-	rc = fh_append(fh, (const uint8_t *)buf, size, false);
+	fh->owner = fi->lock_owner;
+	rc = topic_deleted(fh->t) ? -ENOENT :
+	     fh_append(fh, (const uint8_t *)buf, size, false);
 	pthread_mutex_unlock(&fh->lock);
 	if (rc < 0) {
 		msg(LOG_WARNING, "%s: write of %zu bytes refused: %s",
 		    fh_where(fh, where, sizeof(where)), size,
 		    rc == -EMSGSIZE ? "a record exceeds max.message.bytes" :
-		    strerror(-rc));
+		    rc == -ENOENT ? "the topic was deleted" : strerror(-rc));
 		fuse_reply_err(req, -rc);
 		return;
 	}
@@ -1141,12 +1160,22 @@ static int fh_flush_partial(struct fh *fh)
 	return rc;
 }
 
+/*
+ * close() of a descriptor. The partial last line becomes a record when the
+ * process that wrote it closes its descriptor; not when another process
+ * closes a copy (a child closing inherited descriptors at exec), which
+ * would cut the line in two. The last close (release) flushes in any case.
+ */
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fh *fh = fh_of(fi);
+	bool mine;
 
 	(void)ino;
-	fuse_reply_err(req, fh->writable ? -fh_flush_partial(fh) : 0);
+	pthread_mutex_lock(&fh->lock);
+	mine = fh->owner == fi->lock_owner;
+	pthread_mutex_unlock(&fh->lock);
+	fuse_reply_err(req, fh->writable && mine ? -fh_flush_partial(fh) : 0);
 }
 
 static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,

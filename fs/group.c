@@ -817,6 +817,14 @@ void groups_tick(struct groups *gs, int64_t now)
 			    topic_name(gs->t), g->name, m->id, g->cfg.max_poll_ms);
 			m->evicted = true;
 			m->split = false;
+			/* An evicted member cannot commit (as in Kafka): what it
+			 * read since its last commit goes to the next owner. */
+			for (uint32_t p = 0; p < g->nparts; p++) {
+				if (g->owner[p] == m) {
+					g->owner[p] = NULL;
+					g->pos[p] = -1;
+				}
+			}
 			member_remove(g, m);
 			evicted = true;
 		}
@@ -852,35 +860,132 @@ static int member_copy(struct member *m, struct log *l, uint64_t pos,
 	return at == pos && (uint64_t)n == end - pos ? 0 : -EAGAIN;
 }
 
-/* Where partition p starts for this read, by the reset policy if needed. */
+/*
+ * Where partition p starts for this read: the owner's position, else the
+ * committed offset, else (or if it fell below the log start) the reset
+ * policy. The answer becomes the owner's position, so that "latest" is
+ * resolved once, not at every read. g->lock held.
+ */
 static int start_offset(struct group *g, uint32_t p, const struct log_bounds *st,
 			int64_t *off)
 {
 	int64_t o = g->pos[p] >= 0 ? g->pos[p] : g->committed[p];
 
 	if (o >= 0 && (uint64_t)o >= st->start_offset) {
-		*off = (uint64_t)o > st->hw ? (int64_t)st->hw : o;
-		return 0;
+		o = (uint64_t)o > st->hw ? (int64_t)st->hw : o;
+	} else {
+		switch (g->cfg.reset) {
+		case RESET_EARLIEST:
+			o = (int64_t)st->start_offset;
+			break;
+		case RESET_LATEST:
+			o = (int64_t)st->hw;
+			break;
+		default:
+			return -ERANGE;
+		}
 	}
-	switch (g->cfg.reset) {
-	case RESET_EARLIEST:
-		*off = (int64_t)st->start_offset;
-		return 0;
-	case RESET_LATEST:
-		*off = (int64_t)st->hw;
-		return 0;
-	default:
-		return -ERANGE;
+	g->pos[p] = o;
+	*off = o;
+	return 0;
+}
+
+/*
+ * Fill buf from the member's partitions. The group lock is held for the
+ * whole read, so that a rebalance never moves a partition while records of
+ * it are on their way: every record is delivered once per commit cycle.
+ */
+static ssize_t member_fill(struct group *g, struct member *m, uint8_t *buf,
+			   size_t size)
+{
+	size_t filled = 0;
+	int rc = 0;
+
+	/* A record larger than a read goes out in pieces, alone. */
+	if (m->split) {
+		struct log *l = part_log(topic_part(g->gs->t, m->split_p));
+		uint64_t from = m->split_pos;
+		uint64_t end = m->split_end - from > size ? from + size :
+							    m->split_end;
+
+		rc = member_copy(m, l, from, end, buf);
+		if (rc < 0)
+			return rc;
+		m->split_pos = end;
+		if (end == m->split_end) {
+			m->split = false;
+			if (g->owner[m->split_p] == m)
+				g->pos[m->split_p] = (int64_t)m->split_next;
+		}
+		return (ssize_t)(end - from);
 	}
+	for (uint32_t i = 0; i < g->nparts && filled < size; i++) {
+		uint32_t p = (m->rr + i) % g->nparts;
+		struct log *l;
+		struct log_bounds st;
+		uint64_t pos, end, off_end;
+		int64_t start;
+
+		if (g->owner[p] != m)
+			continue;
+		l = part_log(topic_part(g->gs->t, p));
+		log_get_bounds(l, &st);
+		rc = start_offset(g, p, &st, &start);
+		if (rc < 0) {
+			msg(LOG_WARNING, "topic %s group %s partition %" PRIu32
+			    ": committed offset below the log start and "
+			    "auto.offset.reset=none", topic_name(g->gs->t),
+			    g->name, p);
+			break;
+		}
+		if ((uint64_t)start >= st.hw)
+			continue;
+		rc = log_offset_to_pos(l, (uint64_t)start, &pos);
+		if (rc < 0)
+			break;
+		end = st.hw_pos;
+		off_end = st.hw;
+		if (end - pos > size - filled) {
+			uint64_t rec_pos;
+			rc = log_pos_to_offset(l, pos + (size - filled), &off_end,
+					       &rec_pos);
+			if (rc < 0)
+				break;
+			end = rec_pos;
+		}
+		if (end == pos) {
+			uint64_t rec_end;
+			if (filled > 0)
+				break; /* the next read takes it */
+			/* One record bigger than the whole read. */
+			rc = log_offset_to_pos(l, (uint64_t)start + 1, &rec_end);
+			if (rc == 0)
+				rc = member_copy(m, l, pos, pos + size, buf);
+			if (rc < 0)
+				break;
+			m->split = true;
+			m->split_p = p;
+			m->split_pos = pos + size;
+			m->split_end = rec_end;
+			m->split_next = (uint64_t)start + 1;
+			return (ssize_t)size;
+		}
+		rc = member_copy(m, l, pos, end, buf + filled);
+		if (rc < 0)
+			break;
+		filled += (size_t)(end - pos);
+		g->pos[p] = (int64_t)off_end;
+	}
+	m->rr++;
+	if (filled > 0)
+		return (ssize_t)filled;
+	return rc == -EAGAIN ? 0 : rc;
 }
 
 ssize_t member_read(struct member *m, uint8_t *buf, size_t size)
 {
 	struct group *g = m->g;
-	uint32_t n, owned[TOPIC_PARTITIONS_MAX], k = 0;
-	int64_t start[TOPIC_PARTITIONS_MAX], next[TOPIC_PARTITIONS_MAX];
-	uint64_t gen;
-	size_t filled = 0;
+	ssize_t got;
 	int rc = 0;
 
 	if (!g)
@@ -900,110 +1005,11 @@ ssize_t member_read(struct member *m, uint8_t *buf, size_t size)
 	m->last_poll_ms = now_ms();
 	if (g->cfg.auto_commit)
 		commit_member(g, m);
-	n = topic_partitions(g->gs->t);
-	if (n != g->nparts)
+	if (topic_partitions(g->gs->t) != g->nparts)
 		rebalance(g);
-	for (uint32_t i = 0; i < g->nparts; i++) {
-		uint32_t p = (m->rr + i) % g->nparts;
-		struct log_bounds st;
-		if (g->owner[p] != m)
-			continue;
-		log_get_bounds(part_log(topic_part(g->gs->t, p)), &st);
-		rc = start_offset(g, p, &st, &start[k]);
-		if (rc < 0) {
-			msg(LOG_WARNING, "topic %s group %s partition %" PRIu32
-			    ": committed offset below the log start and "
-			    "auto.offset.reset=none", topic_name(g->gs->t),
-			    g->name, p);
-			break;
-		}
-		next[k] = -1;
-		owned[k++] = p;
-	}
-	m->rr++;
-	gen = g->generation;
+	got = member_fill(g, m, buf, size);
 	pthread_mutex_unlock(&g->lock);
-	if (rc < 0)
-		return rc;
-
-	/* A record larger than a read goes out in pieces, alone. */
-	if (m->split) {
-		struct log *l = part_log(topic_part(g->gs->t, m->split_p));
-		uint64_t from = m->split_pos;
-		uint64_t end = m->split_end - from > size ? from + size :
-							    m->split_end;
-
-		rc = member_copy(m, l, from, end, buf);
-		if (rc < 0)
-			return rc;
-		m->split_pos = end;
-		if (end == m->split_end) {
-			m->split = false;
-			pthread_mutex_lock(&g->lock);
-			if (g->owner[m->split_p] == m)
-				g->pos[m->split_p] = (int64_t)m->split_next;
-			pthread_mutex_unlock(&g->lock);
-		}
-		return (ssize_t)(end - from);
-	}
-	for (uint32_t i = 0; i < k && filled < size; i++) {
-		struct log *l = part_log(topic_part(g->gs->t, owned[i]));
-		struct log_bounds st;
-		uint64_t pos, end, off_end;
-
-		log_get_bounds(l, &st);
-		if ((uint64_t)start[i] >= st.hw)
-			continue;
-		rc = log_offset_to_pos(l, (uint64_t)start[i], &pos);
-		if (rc < 0)
-			break;
-		end = st.hw_pos;
-		off_end = st.hw;
-		if (end - pos > size - filled) {
-			uint64_t rec_pos;
-			rc = log_pos_to_offset(l, pos + (size - filled), &off_end,
-					       &rec_pos);
-			if (rc < 0)
-				break;
-			end = rec_pos;
-			if (end == pos) {
-				if (filled > 0)
-					break; /* the next read takes it */
-				/* One record bigger than the whole read. */
-				uint64_t rec_end;
-				rc = log_offset_to_pos(l, (uint64_t)start[i] + 1,
-						       &rec_end);
-				if (rc < 0)
-					break;
-				end = pos + size;
-				rc = member_copy(m, l, pos, end, buf);
-				if (rc < 0)
-					break;
-				m->split = true;
-				m->split_p = owned[i];
-				m->split_pos = end;
-				m->split_end = rec_end;
-				m->split_next = (uint64_t)start[i] + 1;
-				return (ssize_t)size;
-			}
-		}
-		rc = member_copy(m, l, pos, end, buf + filled);
-		if (rc < 0)
-			break;
-		filled += (size_t)(end - pos);
-		next[i] = (int64_t)off_end;
-	}
-	pthread_mutex_lock(&g->lock);
-	if (gen == g->generation) {
-		for (uint32_t i = 0; i < k; i++) {
-			if (next[i] >= 0 && g->owner[owned[i]] == m)
-				g->pos[owned[i]] = next[i];
-		}
-	}
-	pthread_mutex_unlock(&g->lock);
-	if (filled > 0)
-		return (ssize_t)filled;
-	return rc == -EAGAIN ? 0 : rc;
+	return got;
 }
 
 /* ---- attributes ---------------------------------------------------------- */

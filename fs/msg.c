@@ -21,6 +21,11 @@ void msg(int priority, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
+	/* One event, one line: names from users may hold control bytes. */
+	for (char *c = line; *c; c++) {
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = '?';
+	}
 	if (msg_syslog)
 		syslog(priority, "%s", line);
 	else

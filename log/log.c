@@ -906,9 +906,8 @@ int log_append(struct log *l, const void *payload, size_t len,
 		i = j;
 	}
 	if (rc < 0) {
+		/* The caller reports the failure; only worse news is ours. */
 		int urc = log_append_undo(l, nsegs, &saved, epochs_n);
-		log_msg(l, LOG_ERR, "append of %" PRIu32 " records failed: %s",
-			n, strerror(-rc));
 		if (urc < 0)
 			log_stick(l, -urc, "undoing a failed append");
 		goto out_unlock;

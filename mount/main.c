@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -158,16 +159,29 @@ static void engine_logger(int priority, const char *m, void *arg)
 	msg(priority, "%s", m);
 }
 
+/*
+ * libfuse builds some messages from several calls; collect the pieces and
+ * log one line per newline.
+ */
 static void fuse_logger(enum fuse_log_level level, const char *fmt, va_list ap)
 {
-	char line[1024];
-	size_t n;
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	static char line[1024];
+	static size_t len;
+	char *nl;
 
-	vsnprintf(line, sizeof(line), fmt, ap);
-	n = strlen(line);
-	if (n > 0 && line[n - 1] == '\n')
-		line[n - 1] = '\0';
-	msg((int)level, "%s", line);
+	pthread_mutex_lock(&lock);
+	vsnprintf(line + len, sizeof(line) - len, fmt, ap);
+	len = strlen(line);
+	while ((nl = strchr(line, '\n')) || len == sizeof(line) - 1) {
+		size_t take = nl ? (size_t)(nl - line) : len;
+		line[take] = '\0';
+		if (take > 0)
+			msg((int)level, "%s", line);
+		len -= nl ? take + 1 : take;
+		memmove(line, line + take + (nl ? 1 : 0), len + 1);
+	}
+	pthread_mutex_unlock(&lock);
 }
 
 /* ---- background work ---------------------------------------------------- */
@@ -288,8 +302,16 @@ static int check_mountpoint(const char *mp)
 		return -1;
 	}
 	if (is_mounted(mp)) {
-		fprintf(stderr, "topicfs: mountpoint %s: something is already "
-			"mounted there\n", mp);
+		struct statfs sf;
+		/* stat() may be answered from the kernel's cache; statfs()
+		 * always asks the filesystem, and a dead FUSE one says so. */
+		if (statfs(mp, &sf) < 0 && errno == ENOTCONN)
+			fprintf(stderr, "topicfs: %s: a dead topicfs is still "
+				"mounted here; run 'fusermount3 -u %s' first\n",
+				mp, mp);
+		else
+			fprintf(stderr, "topicfs: mountpoint %s: something is "
+				"already mounted there\n", mp);
 		return -1;
 	}
 	return 0;
@@ -342,7 +364,9 @@ static int run(struct options *o, struct fuse_args *args,
 	fuse_loop_cfg_set_max_threads(lc, LOOP_THREADS_MAX);
 	if (co->max_idle_threads != UINT_MAX) /* UINT_MAX: not given */
 		fuse_loop_cfg_set_idle_threads(lc, co->max_idle_threads);
-	rc = fuse_session_loop_mt(se, lc) != 0;
+	/* The loop returns the signal number after SIGTERM/SIGINT: that is
+	 * a clean stop, like fusermount3 -u. */
+	rc = fuse_session_loop_mt(se, lc) < 0;
 	fuse_loop_cfg_destroy(lc);
 	ticker_stop(&tk);
 	msg(LOG_INFO, "unmounting %s", co->mountpoint);
@@ -389,7 +413,8 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	if (!o.datadir || !o.mountpoint) {
-		usage(stderr);
+		fprintf(stderr, "topicfs: missing %s (see topicfs --help)\n",
+			o.datadir ? "MOUNTPOINT" : "DATADIR and MOUNTPOINT");
 		goto out;
 	}
 	if (o.num_partitions < 1 || o.num_partitions > TOPIC_PARTITIONS_MAX) {
