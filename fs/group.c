@@ -335,7 +335,8 @@ static struct group *group_new(struct groups *gs, const char *name)
 	if (!g)
 		return NULL;
 	g->gs = gs;
-	snprintf(g->name, sizeof(g->name), "%s", name);
+	/* The caller checked the name: it fits (TOPIC_NAME_MAX). */
+	memcpy(g->name, name, strnlen(name, TOPIC_NAME_MAX));
 	if (asprintf(&g->dir, "%s/%s", gs->dir, name) < 0) {
 		free(g);
 		return NULL;

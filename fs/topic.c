@@ -545,7 +545,7 @@ static struct topic *topic_alloc(struct broker *b, const char *name)
 	if (!t)
 		return NULL;
 	atomic_init(&t->refs, 1);
-	snprintf(t->name, sizeof(t->name), "%s", name);
+	memcpy(t->name, name, strnlen(name, TOPIC_NAME_MAX));
 	t->broker = b;
 	pthread_mutex_init(&t->lock, NULL);
 	config_default(&t->cfg, b->num_partitions);
