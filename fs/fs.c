@@ -119,6 +119,7 @@ struct fh {
 
 	/* .groups/<g>: this open file is a member */
 	struct member *member;
+	struct member_read *mread;
 };
 
 static struct fs *fs_of(fuse_req_t req)
@@ -769,6 +770,7 @@ static void fh_free(struct fh *fh)
 	free(fh->lens);
 	free(fh->route);
 	free(fh->bv);
+	free(fh->mread);
 	free(fh->copy);
 	free(fh->text);
 	free(fh);
@@ -849,6 +851,11 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fi->direct_io = 1;
 		break;
 	case K_GROUP:
+		fh->mread = malloc(sizeof(*fh->mread));
+		fh->bv = malloc(sizeof(struct fuse_bufvec) +
+				MEMBER_EXTENTS_MAX * sizeof(struct fuse_buf));
+		if (!fh->mread || !fh->bv)
+			goto out_free;
 		rc = member_join(n.g, &fh->member);
 		if (rc < 0)
 			goto out_free_rc;
@@ -1241,19 +1248,43 @@ static void read_text(fuse_req_t req, struct fh *fh, size_t size, off_t off)
 	fuse_reply_buf(req, fh->text + (size ? off : 0), size);
 }
 
+/* Reply to a read with extents: fd ranges are spliced, memory copied. */
+static void reply_extents(fuse_req_t req, struct fh *fh,
+			  const struct log_extent *ext, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		struct fuse_buf *b = &fh->bv->buf[i];
+		memset(b, 0, sizeof(*b));
+		b->size = ext[i].len;
+		if (ext[i].mem) {
+			b->mem = (void *)ext[i].mem;
+		} else {
+			b->flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+			b->fd = ext[i].fd;
+			b->pos = (off_t)ext[i].off;
+		}
+	}
+	fh->bv->count = n;
+	fh->bv->idx = 0;
+	fh->bv->off = 0;
+	if (n == 0)
+		fuse_reply_buf(req, NULL, 0);
+	else
+		fuse_reply_data(req, fh->bv, FUSE_BUF_SPLICE_MOVE);
+}
+
 /* A group member's read: the next whole records of its partitions. */
 static void read_member(fuse_req_t req, struct fh *fh, size_t size)
 {
+	struct member_read *r = fh->mread;
 	ssize_t got;
 
 	pthread_mutex_lock(&fh->lock);
-	got = grow(&fh->copy, &fh->copy_cap, size, 1);
-	if (got == 0)
-		got = member_read(fh->member, fh->copy, size);
+	got = member_read(fh->member, size, r);
 	if (got < 0)
 		fuse_reply_err(req, (int)-got);
 	else
-		fuse_reply_buf(req, (const char *)fh->copy, (size_t)got);
+		reply_extents(req, fh, r->ext, got ? r->n : 0);
 	pthread_mutex_unlock(&fh->lock);
 }
 
@@ -1323,27 +1354,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, (int)-got);
 		return;
 	}
-	fh->bv->count = n;
-	fh->bv->idx = 0;
-	fh->bv->off = 0;
-	for (unsigned i = 0; i < n; i++) {
-		struct fuse_buf *b = &fh->bv->buf[i];
-		memset(b, 0, sizeof(*b));
-		b->size = ext[i].len;
-		if (ext[i].mem) {
-			b->mem = (void *)ext[i].mem;
-		} else {
-			b->flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-			b->fd = ext[i].fd;
-			b->pos = (off_t)ext[i].off;
-		}
-	}
-	if (n == 0) {
-		fuse_reply_buf(req, NULL, 0);
-	} else {
+	if (n > 0)
 		atomic_fetch_add(&part_stats(fh->p)->bytes_out, (uint64_t)got);
-		fuse_reply_data(req, fh->bv, FUSE_BUF_SPLICE_MOVE);
-	}
+	reply_extents(req, fh, ext, n);
 	pthread_mutex_unlock(&fh->lock);
 }
 

@@ -48,8 +48,10 @@ struct member {
 	bool split;
 	uint32_t split_p;
 	uint64_t split_pos, split_end, split_next;
-	struct log_cursor *cur; /* reused by every read of this member */
-	struct log *cur_log;
+	/* One cursor per partition: the extents a read returns stay valid
+	 * until the member's next read. */
+	struct log_cursor **cur;
+	uint32_t ncur;
 };
 
 struct group {
@@ -782,8 +784,9 @@ void member_leave(struct member *m)
 		}
 		pthread_mutex_unlock(&g->lock);
 	}
-	if (m->cur)
-		log_cursor_free(m->cur);
+	for (uint32_t p = 0; p < m->ncur; p++)
+		log_cursor_free(m->cur[p]);
+	free(m->cur);
 	free(m);
 }
 
@@ -840,25 +843,48 @@ void groups_tick(struct groups *gs, int64_t now)
 
 /* ---- reading ------------------------------------------------------------- */
 
-/* Copy [pos, end) of partition log l into buf through the member cursor. */
-static int member_copy(struct member *m, struct log *l, uint64_t pos,
-		       uint64_t end, uint8_t *buf)
+/* The member's cursor on partition p. */
+static struct log_cursor *member_cursor(struct member *m, uint32_t p,
+					struct log *l)
 {
-	uint64_t at = pos;
-	ssize_t n;
-
-	if (m->cur_log != l) {
-		if (m->cur)
-			log_cursor_free(m->cur);
-		m->cur = NULL;
-		if (log_cursor_new(l, &m->cur) < 0)
-			return -ENOMEM;
-		m->cur_log = l;
+	if (p >= m->ncur) {
+		struct log_cursor **c = realloc(m->cur, (p + 1) * sizeof(*c));
+		if (!c)
+			return NULL;
+		memset(c + m->ncur, 0, (p + 1 - m->ncur) * sizeof(*c));
+		m->cur = c;
+		m->ncur = p + 1;
 	}
-	n = log_read_copy(m->cur, &at, buf, (size_t)(end - pos));
-	if (n < 0)
-		return (int)n;
-	return at == pos && (uint64_t)n == end - pos ? 0 : -EAGAIN;
+	if (!m->cur[p] && log_cursor_new(l, &m->cur[p]) < 0)
+		return NULL;
+	return m->cur[p];
+}
+
+/*
+ * Describe [pos, end) of partition p as extents (zero copy). Returns the
+ * bytes described, which may be fewer (one compressed batch, or out of
+ * extents), always ending on a batch boundary.
+ */
+static ssize_t member_extents(struct member *m, uint32_t p, struct log *l,
+			      uint64_t pos, uint64_t end,
+			      struct member_read *r)
+{
+	struct log_cursor *c = member_cursor(m, p, l);
+	uint64_t at = pos;
+	unsigned n;
+	ssize_t got;
+
+	if (!c)
+		return -ENOMEM;
+	if (r->n == MEMBER_EXTENTS_MAX)
+		return 0;
+	got = log_read(c, &at, (size_t)(end - pos), r->ext + r->n,
+		       MEMBER_EXTENTS_MAX - r->n, &n);
+	if (got > 0 && at != pos)
+		return -EAGAIN; /* retention moved the start: retry later */
+	if (got > 0)
+		r->n += n;
+	return got;
 }
 
 /*
@@ -892,16 +918,19 @@ static int start_offset(struct group *g, uint32_t p, const struct log_bounds *st
 }
 
 /*
- * Fill buf from the member's partitions. The group lock is held for the
- * whole read, so that a rebalance never moves a partition while records of
- * it are on their way: every record is delivered once per commit cycle.
+ * Describe the next records of the member's partitions, at most size
+ * bytes. The group lock is held for the whole read, so that a rebalance
+ * never moves a partition while records of it are on their way: every
+ * record is delivered once per commit cycle.
  */
-static ssize_t member_fill(struct group *g, struct member *m, uint8_t *buf,
-			   size_t size)
+static ssize_t member_fill(struct group *g, struct member *m, size_t size,
+			   struct member_read *r)
 {
 	size_t filled = 0;
+	ssize_t got;
 	int rc = 0;
 
+	r->n = 0;
 	/* A record larger than a read goes out in pieces, alone. */
 	if (m->split) {
 		struct log *l = part_log(topic_part(g->gs->t, m->split_p));
@@ -909,22 +938,22 @@ static ssize_t member_fill(struct group *g, struct member *m, uint8_t *buf,
 		uint64_t end = m->split_end - from > size ? from + size :
 							    m->split_end;
 
-		rc = member_copy(m, l, from, end, buf);
-		if (rc < 0)
-			return rc;
-		m->split_pos = end;
-		if (end == m->split_end) {
+		got = member_extents(m, m->split_p, l, from, end, r);
+		if (got <= 0)
+			return got;
+		m->split_pos += (uint64_t)got;
+		if (m->split_pos == m->split_end) {
 			m->split = false;
 			if (g->owner[m->split_p] == m)
 				g->pos[m->split_p] = (int64_t)m->split_next;
 		}
-		return (ssize_t)(end - from);
+		return got;
 	}
 	for (uint32_t i = 0; i < g->nparts && filled < size; i++) {
 		uint32_t p = (m->rr + i) % g->nparts;
 		struct log *l;
 		struct log_bounds st;
-		uint64_t pos, end, off_end;
+		uint64_t pos, end, off_end, rec_pos;
 		int64_t start;
 
 		if (g->owner[p] != m)
@@ -947,7 +976,6 @@ static ssize_t member_fill(struct group *g, struct member *m, uint8_t *buf,
 		end = st.hw_pos;
 		off_end = st.hw;
 		if (end - pos > size - filled) {
-			uint64_t rec_pos;
 			rc = log_pos_to_offset(l, pos + (size - filled), &off_end,
 					       &rec_pos);
 			if (rc < 0)
@@ -960,22 +988,36 @@ static ssize_t member_fill(struct group *g, struct member *m, uint8_t *buf,
 				break; /* the next read takes it */
 			/* One record bigger than the whole read. */
 			rc = log_offset_to_pos(l, (uint64_t)start + 1, &rec_end);
-			if (rc == 0)
-				rc = member_copy(m, l, pos, pos + size, buf);
 			if (rc < 0)
 				break;
+			got = member_extents(m, p, l, pos, pos + size, r);
+			if (got <= 0) {
+				rc = (int)got;
+				break;
+			}
 			m->split = true;
 			m->split_p = p;
-			m->split_pos = pos + size;
+			m->split_pos = pos + (uint64_t)got;
 			m->split_end = rec_end;
 			m->split_next = (uint64_t)start + 1;
-			return (ssize_t)size;
+			return got;
 		}
-		rc = member_copy(m, l, pos, end, buf + filled);
-		if (rc < 0)
+		got = member_extents(m, p, l, pos, end, r);
+		if (got <= 0) {
+			rc = (int)got;
 			break;
-		filled += (size_t)(end - pos);
+		}
+		if ((uint64_t)got < end - pos) {
+			/* It stopped at a batch boundary: a record boundary. */
+			rc = log_pos_to_offset(l, pos + (uint64_t)got, &off_end,
+					       &rec_pos);
+			if (rc < 0 || rec_pos != pos + (uint64_t)got)
+				return -EIO;
+		}
+		filled += (size_t)got;
 		g->pos[p] = (int64_t)off_end;
+		if ((uint64_t)got < end - pos)
+			break; /* out of extents */
 	}
 	m->rr++;
 	if (filled > 0)
@@ -983,7 +1025,7 @@ static ssize_t member_fill(struct group *g, struct member *m, uint8_t *buf,
 	return rc == -EAGAIN ? 0 : rc;
 }
 
-ssize_t member_read(struct member *m, uint8_t *buf, size_t size)
+ssize_t member_read(struct member *m, size_t size, struct member_read *r)
 {
 	struct group *g = m->g;
 	ssize_t got;
@@ -1008,7 +1050,7 @@ ssize_t member_read(struct member *m, uint8_t *buf, size_t size)
 		commit_member(g, m);
 	if (topic_partitions(g->gs->t) != g->nparts)
 		rebalance(g);
-	got = member_fill(g, m, buf, size);
+	got = member_fill(g, m, size, r);
 	pthread_mutex_unlock(&g->lock);
 	return got;
 }

@@ -65,8 +65,19 @@ int group_setxattr(struct group *g, const char *name, const char *value,
 /* Join (open for reading) and leave (close). */
 int member_join(struct group *g, struct member **out);
 void member_leave(struct member *m);
-/* Read the next whole records; 0 when caught up. */
-ssize_t member_read(struct member *m, uint8_t *buf, size_t size);
+/* What one read returns: extents of partition files (log.h). */
+#define MEMBER_EXTENTS_MAX 32
+struct member_read {
+	struct log_extent ext[MEMBER_EXTENTS_MAX];
+	unsigned n;
+};
+
+/*
+ * The next whole records of the member's partitions, at most size bytes,
+ * described as extents valid until the member's next read. Returns the
+ * byte count, 0 when caught up, or a negative errno.
+ */
+ssize_t member_read(struct member *m, size_t size, struct member_read *r);
 /* Commit what this member has read (fsync with auto commit off). */
 int member_commit(struct member *m);
 
