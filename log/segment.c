@@ -264,6 +264,10 @@ void seg_publish(struct seg *s)
 	    s->w.end_pos >= old_end) {
 		s->verify_meta = s->w.meta_end;
 		atomic_store(&s->verified_pos, s->w.end_pos);
+	} else if (s->win_valid && s->win_end == old_end &&
+		   s->w.end_pos >= old_end) {
+		s->win_meta = s->w.meta_end;
+		s->win_end = s->w.end_pos;
 	}
 	pthread_mutex_unlock(&s->verify_lock);
 	seg_store_end(s, &s->w);
@@ -382,6 +386,7 @@ int seg_cut(struct seg *s, const struct seg_tail *t)
 		atomic_store(&s->verified_pos, t->end_pos);
 		s->verify_meta = t->meta_end;
 	}
+	s->win_valid = false;
 	pthread_mutex_unlock(&s->verify_lock);
 	s->w = *t;
 	seg_store_end(s, t);
@@ -783,6 +788,11 @@ static int seg_find(struct seg *s, enum seg_key k, uint64_t want,
 	free(m);
 	if (rc == -ENOENT && k != KEY_TIME)
 		rc = -EIO; /* the caller checked the range: lookups must hit */
+	/* An index entry not checked by seg_load can point past the batch
+	 * wanted: the batch found must start at or before it. */
+	if (rc == 0 && (k == KEY_OFFSET ? b->h.base_offset > want :
+			k == KEY_POS && b->h.pos > want))
+		rc = -EIO;
 	return rc;
 }
 
@@ -814,6 +824,7 @@ int seg_batch_locate(struct seg *s, const struct seg_batch *b,
 {
 	uint32_t lens[LENS_CHUNK];
 	uint64_t cur_off = b->h.base_offset, cur_pos = b->h.pos;
+	uint64_t end_pos = b->h.pos + b->h.logical_len;
 	uint32_t i = 0;
 
 	while (i < b->h.count) {
@@ -827,7 +838,9 @@ int seg_batch_locate(struct seg *s, const struct seg_batch *b,
 		if (rc < 0)
 			return rc;
 		for (uint32_t j = 0; j < n; j++) {
-			if (lens[j] == 0)
+			/* Unverified lengths (a clean open reads none) must
+			 * not place a record outside its batch. */
+			if (lens[j] == 0 || lens[j] > end_pos - cur_pos)
 				return -EIO;
 			if (want_off != UINT64_MAX ? cur_off == want_off :
 			    want_pos < cur_pos + lens[j]) {
@@ -869,34 +882,45 @@ static void seg_mark_bad(struct seg *s, uint64_t start, uint64_t end)
 
 	if (n == SEG_BAD_MAX)
 		return;
+	for (uint32_t i = 0; i < n; i++) {
+		if (s->bad[i].start == start)
+			return; /* found again by another walk */
+	}
 	if (n == SEG_BAD_MAX - 1)
 		end = UINT64_MAX;
 	s->bad[n] = (struct seg_bad){ start, end };
 	atomic_store_explicit(&s->n_bad, n + 1, memory_order_release);
 }
 
-/* Check one batch at verify_meta; called with verify_lock held. */
-static int seg_verify_one(struct seg *s, uint64_t meta_end, uint8_t *buf)
+/* Where a verification walk is: a batch's position and its header. */
+struct verify_at {
+	uint64_t pos, meta;
+};
+
+/*
+ * Check the batch at v and step v past it; verify_lock held. A batch that
+ * fails is remembered in bad[]; a header that cannot be decoded loses the
+ * framing, so everything after it is bad and v jumps to end_pos.
+ */
+static int seg_verify_one(struct seg *s, struct verify_at *v,
+			  uint64_t meta_end, uint64_t end_pos, uint8_t *buf)
 {
-	uint64_t vpos = atomic_load(&s->verified_pos);
-	uint64_t end_pos = atomic_load_explicit(&s->end_pos,
-						memory_order_acquire);
 	uint8_t hdr[BATCH_HDR_SIZE];
 	struct batch_hdr h;
 	uint32_t crc, sum_ok;
 	uint64_t sum = 0;
 	int rc;
 
-	rc = io_pread_full(s->meta_fd, hdr, sizeof(hdr), s->verify_meta);
+	rc = io_pread_full(s->meta_fd, hdr, sizeof(hdr), v->meta);
 	if (rc == 0)
 		rc = batch_hdr_decode(hdr, &h);
-	if (rc == 0 && (h.pos != vpos ||
-			s->verify_meta + batch_meta_size(h.count) > meta_end))
+	if (rc == 0 && (h.pos != v->pos ||
+			v->meta + batch_meta_size(h.count) > meta_end))
 		rc = -EIO;
 	if (rc == -EIO) {
-		/* Framing is lost: nothing after this point can be trusted. */
-		seg_mark_bad(s, vpos, UINT64_MAX);
-		atomic_store(&s->verified_pos, end_pos);
+		seg_mark_bad(s, v->pos, UINT64_MAX);
+		v->pos = end_pos;
+		v->meta = meta_end;
 		return 0;
 	}
 	if (rc < 0)
@@ -909,7 +933,7 @@ static int seg_verify_one(struct seg *s, uint64_t meta_end, uint8_t *buf)
 		if (n > VERIFY_CHUNK_BYTES / 4)
 			n = VERIFY_CHUNK_BYTES / 4;
 		rc = io_pread_full(s->meta_fd, buf, 4 * n,
-				   s->verify_meta + BATCH_HDR_SIZE + 4 * i);
+				   v->meta + BATCH_HDR_SIZE + 4 * i);
 		if (rc < 0)
 			goto out_bad;
 		for (uint64_t j = 0; j < n; j++) {
@@ -938,9 +962,75 @@ out_bad:
 		seg_mark_bad(s, h.pos, h.pos + h.logical_len);
 	else if (rc < 0)
 		return rc;
-	s->verify_meta += batch_meta_size(h.count);
-	atomic_store(&s->verified_pos, h.pos + h.logical_len);
+	v->meta += batch_meta_size(h.count);
+	v->pos = h.pos + h.logical_len;
 	return 0;
+}
+
+/* Walk v forward until it reaches upto (or the end); verify_lock held. */
+static int seg_verify_walk(struct seg *s, struct verify_at *v, uint64_t upto,
+			   uint8_t *buf)
+{
+	uint64_t meta_end = atomic_load_explicit(&s->meta_end,
+						 memory_order_acquire);
+	uint64_t end_pos = atomic_load_explicit(&s->end_pos,
+						memory_order_acquire);
+	int rc = 0;
+
+	while (rc == 0 && v->pos < upto && v->meta < meta_end)
+		rc = seg_verify_one(s, v, meta_end, end_pos, buf);
+	return rc;
+}
+
+/*
+ * Verify what [a, b) needs; verify_lock held. The prefix grows when the
+ * read starts inside it; otherwise the window does (a new window starts at
+ * the batch holding a), so a read near the end of a big cold segment
+ * checks only the batches it reads. A window that reaches the prefix is
+ * merged into it.
+ */
+static int seg_verify_locked(struct seg *s, uint64_t a, uint64_t b,
+			     uint8_t *buf)
+{
+	struct verify_at v;
+	int rc;
+
+	if (a <= atomic_load(&s->verified_pos)) {
+		v = (struct verify_at){ atomic_load(&s->verified_pos),
+					s->verify_meta };
+		rc = seg_verify_walk(s, &v, b, buf);
+		s->verify_meta = v.meta;
+		atomic_store(&s->verified_pos, v.pos);
+	} else {
+		if (!s->win_valid || a < s->win_start || a > s->win_end) {
+			struct seg_batch bt;
+			rc = seg_find_pos(s, a, &bt);
+			if (rc < 0) { /* no framing here: walk from the prefix */
+				v = (struct verify_at){
+					atomic_load(&s->verified_pos),
+					s->verify_meta };
+				rc = seg_verify_walk(s, &v, b, buf);
+				s->verify_meta = v.meta;
+				atomic_store(&s->verified_pos, v.pos);
+				return rc;
+			}
+			s->win_valid = true;
+			s->win_start = s->win_end = bt.h.pos;
+			s->win_meta = bt.meta_pos;
+		}
+		v = (struct verify_at){ s->win_end, s->win_meta };
+		rc = seg_verify_walk(s, &v, b, buf);
+		s->win_end = v.pos;
+		s->win_meta = v.meta;
+	}
+	if (s->win_valid && s->win_start <= atomic_load(&s->verified_pos)) {
+		if (s->win_end > atomic_load(&s->verified_pos)) {
+			s->verify_meta = s->win_meta;
+			atomic_store(&s->verified_pos, s->win_end);
+		}
+		s->win_valid = false;
+	}
+	return rc;
 }
 
 int seg_verify_range(struct seg *s, uint64_t a, uint64_t b)
@@ -948,20 +1038,15 @@ int seg_verify_range(struct seg *s, uint64_t a, uint64_t b)
 	uint32_t n;
 	int rc = 0;
 
-	if (s->codec == LOG_CODEC_NONE &&
-	    atomic_load_explicit(&s->verified_pos, memory_order_acquire) < b) {
-		uint64_t meta_end = atomic_load_explicit(&s->meta_end,
-							 memory_order_acquire);
-		uint8_t *buf = malloc(VERIFY_CHUNK_BYTES);
-
-		if (!buf)
-			return -ENOMEM;
+	if (atomic_load_explicit(&s->verified_pos, memory_order_acquire) < b) {
 		pthread_mutex_lock(&s->verify_lock);
-		while (rc == 0 && atomic_load(&s->verified_pos) < b &&
-		       s->verify_meta < meta_end)
-			rc = seg_verify_one(s, meta_end, buf);
+		if (!(s->win_valid && s->win_start <= a && b <= s->win_end) &&
+		    atomic_load(&s->verified_pos) < b) {
+			uint8_t *buf = malloc(VERIFY_CHUNK_BYTES);
+			rc = buf ? seg_verify_locked(s, a, b, buf) : -ENOMEM;
+			free(buf);
+		}
 		pthread_mutex_unlock(&s->verify_lock);
-		free(buf);
 		if (rc < 0)
 			return rc;
 	}

@@ -70,13 +70,17 @@ struct seg {
 
 	/*
 	 * Lazy verification of uncompressed segments, protected by
-	 * verify_lock: every batch below verified_pos has had its CRC
+	 * verify_lock: every batch below verified_pos (and in the window) has had its CRC
 	 * checked (when appended in this process, by recovery, by a read or
 	 * by a scrub); the ones that failed are listed in bad[].
 	 */
 	pthread_mutex_t verify_lock;
 	_Atomic uint64_t verified_pos;
 	uint64_t verify_meta;
+	/* One more verified stretch [win_start, win_end) beyond the prefix,
+	 * so that a read near the end (tail) checks only what it reads. */
+	bool win_valid;
+	uint64_t win_start, win_end, win_meta;
 	_Atomic uint32_t n_bad;
 	struct seg_bad bad[SEG_BAD_MAX];
 };
