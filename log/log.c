@@ -94,9 +94,11 @@ struct log_cursor {
 	struct seg *zseg;
 	uint64_t zpos;
 	uint32_t zlen;
+	struct codec_ctx *codec; /* this reader's own decompression context */
 	uint8_t *zbuf;      /* logical bytes, LOG_BATCH_BYTES_MAX at most */
 	uint8_t *zstored;   /* stored bytes of that batch */
 	uint32_t *zlens;
+	size_t zbuf_cap, zstored_cap, zlens_cap; /* grown to the largest batch */
 };
 
 /* ---- logging ----------------------------------------------------------- */
@@ -131,6 +133,21 @@ static void log_msg(const struct log *l, int priority, const char *fmt, ...)
 	vsnprintf(msg + n, sizeof(msg) - (size_t)n, fmt, ap);
 	va_end(ap);
 	log_logger(priority, msg, log_logger_arg);
+}
+
+/* Make *buf hold at least want bytes (it keeps its contents). */
+static int buf_reserve(void **buf, size_t *cap, size_t want)
+{
+	void *n;
+
+	if (*cap >= want)
+		return 0;
+	n = realloc(*buf, want);
+	if (!n)
+		return -ENOMEM;
+	*buf = n;
+	*cap = want;
+	return 0;
 }
 
 static int64_t now_ms(void)
@@ -577,13 +594,9 @@ static int log_alloc(const char *dir, const struct log_config *cfg,
 	pthread_mutex_init(&l->seg_lock, NULL);
 	l->path = strdup(dir);
 	l->codec = codec_ctx_new();
-	l->zcap = codec_bound(LOG_CODEC_LZ4, LOG_BATCH_BYTES_MAX);
-	if (codec_bound(LOG_CODEC_ZSTD, LOG_BATCH_BYTES_MAX) > l->zcap)
-		l->zcap = codec_bound(LOG_CODEC_ZSTD, LOG_BATCH_BYTES_MAX);
-	l->zbuf = malloc(l->zcap);
 	l->last_ts = -1;
 	*out = l;
-	if (!l->path || !l->codec || !l->zbuf)
+	if (!l->path || !l->codec)
 		return -ENOMEM;
 	return 0;
 }
@@ -706,8 +719,10 @@ int log_open(const char *dir, const struct log_config *cfg, struct log **out)
 		rc = -errno;
 	if (rc == 0)
 		rc = io_fsync_dir(l->dir_fd);
-	if (rc == 0)
-		rc = log_checkpoint(l, e.leo);
+	/* On a full disk the old checkpoint stays: it is only older. */
+	if (rc == 0 && log_checkpoint(l, e.leo) < 0)
+		log_msg(l, LOG_WARNING, "checkpoint not updated at open; the "
+			"next recovery may check more");
 	l->dir_dirty = false;
 	pthread_mutex_unlock(&l->flush_lock);
 	if (rc < 0)
@@ -786,8 +801,14 @@ static int log_write_batch(struct log *l, const uint8_t *payload, uint32_t len,
 	int rc;
 
 	if (codec != LOG_CODEC_NONE) {
-		ssize_t z = codec_compress(l->codec, codec, l->cfg.zstd_level,
-					   l->zbuf, l->zcap, payload, len);
+		ssize_t z;
+		/* Grown to the largest batch compressed so far, no more. */
+		rc = buf_reserve((void **)&l->zbuf, &l->zcap,
+				 codec_bound(codec, len));
+		if (rc < 0)
+			return rc;
+		z = codec_compress(l->codec, codec, l->cfg.zstd_level, l->zbuf,
+				   l->zcap, payload, len);
 		if (z < 0)
 			return (int)z;
 		stored = l->zbuf;
@@ -1394,6 +1415,7 @@ void log_cursor_free(struct log_cursor *c)
 	for (unsigned i = 0; i < c->nheld; i++)
 		seg_unref(c->held[i]);
 	cursor_drop_zcache(c);
+	codec_ctx_free(c->codec);
 	free(c->zbuf);
 	free(c->zstored);
 	free(c->zlens);
@@ -1447,21 +1469,23 @@ static int cursor_load_batch(struct log_cursor *c, struct seg *s, uint64_t pos)
 	    pos < c->zpos + c->zlen)
 		return 0;
 	cursor_drop_zcache(c);
-	if (!c->zbuf) {
-		c->zbuf = malloc(LOG_BATCH_BYTES_MAX);
-		c->zstored = malloc(codec_bound(LOG_CODEC_ZSTD,
-						LOG_BATCH_BYTES_MAX) +
-				    codec_bound(LOG_CODEC_LZ4,
-						LOG_BATCH_BYTES_MAX));
-		c->zlens = malloc(4ull * LOG_BATCH_RECORDS_MAX);
-		if (!c->zbuf || !c->zstored || !c->zlens)
-			return -ENOMEM;
-	}
+	if (!c->codec && !(c->codec = codec_ctx_new()))
+		return -ENOMEM;
 	rc = seg_find_pos(s, pos, &b);
+	/* The header is checked: these sizes are within the batch limits. */
+	if (rc == 0)
+		rc = buf_reserve((void **)&c->zbuf, &c->zbuf_cap,
+				 b.h.logical_len);
+	if (rc == 0)
+		rc = buf_reserve((void **)&c->zstored, &c->zstored_cap,
+				 b.h.stored_len);
+	if (rc == 0)
+		rc = buf_reserve((void **)&c->zlens, &c->zlens_cap,
+				 4ull * b.h.count);
 	if (rc == 0)
 		rc = seg_read_batch(s, &b, c->zlens, c->zstored);
 	if (rc == 0)
-		rc = codec_decompress(c->log->codec, b.h.codec, c->zbuf,
+		rc = codec_decompress(c->codec, b.h.codec, c->zbuf,
 				      b.h.logical_len, c->zstored,
 				      b.h.stored_len);
 	if (rc < 0) {
