@@ -238,38 +238,43 @@ bool bench_drop_caches(void)
 	return ok;
 }
 
-/* Value of the line "<key><value>" of a /proc file, or 0 if missing. */
-static uint64_t bench_proc_field(const char *file, const char *key)
+/*
+ * Values of the lines "<key><value>" of a /proc file, read at one time:
+ * out[i] for keys[i], 0 if missing.
+ */
+static void bench_proc_fields(const char *file, const char *const *keys,
+			      uint64_t *out, size_t n)
 {
 	char line[BENCH_PROC_LINE_BYTES];
-	size_t klen = strlen(key);
-	uint64_t v = 0;
 	FILE *f = fopen(file, "r");
 
 	if (!f)
 		bench_die("open %s: %s", file, strerror(errno));
+	for (size_t i = 0; i < n; i++)
+		out[i] = 0;
 	while (fgets(line, sizeof(line), f)) {
-		if (strncmp(line, key, klen) == 0) {
-			v = strtoull(line + klen, NULL, 10);
-			break;
+		for (size_t i = 0; i < n; i++) {
+			size_t klen = strlen(keys[i]);
+			if (strncmp(line, keys[i], klen) == 0 && line[klen] == ':')
+				out[i] = strtoull(line + klen + 1, NULL, 10);
 		}
 	}
 	fclose(f);
-	return v;
 }
 
 void bench_read_io(struct bench_io *io)
 {
-	io->rchar = bench_proc_field("/proc/self/io", "rchar:");
-	io->read_bytes = bench_proc_field("/proc/self/io", "read_bytes:");
+	static const char *const keys[] = { "rchar", "read_bytes" };
+	uint64_t v[2];
+
+	bench_proc_fields("/proc/self/io", keys, v, 2);
+	io->rchar = v[0];
+	io->read_bytes = v[1];
 }
 
-uint64_t bench_status_kib(const char *field)
+void bench_status_kib(const char *const *fields, uint64_t *out, size_t n)
 {
-	char key[64];
-
-	snprintf(key, sizeof(key), "%s:", field);
-	return bench_proc_field("/proc/self/status", key);
+	bench_proc_fields("/proc/self/status", fields, out, n);
 }
 
 /* ---- random numbers and statistics ------------------------------------- */

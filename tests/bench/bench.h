@@ -9,8 +9,9 @@
  *
  *   BENCH <benchmark> key=value key=value ...
  *
- * with no spaces inside a value. Anything else (progress, warnings) goes
- * to stderr. A benchmark that cannot run exits non-zero after saying why.
+ * with no spaces inside a value (the one exception, "BENCH append_sample",
+ * carries a generated record as the rest of its line). Anything else
+ * (progress, warnings) goes to stderr. A benchmark that cannot run exits non-zero after saying why.
  */
 #ifndef TOPICFS_BENCH_H
 #define TOPICFS_BENCH_H
@@ -113,8 +114,11 @@ struct bench_io {
 
 void bench_read_io(struct bench_io *io);
 
-/* A "VmRSS"-style field of /proc/self/status, in KiB. */
-uint64_t bench_status_kib(const char *field);
+/*
+ * Fields such as "VmRSS" of /proc/self/status, in KiB, read at one time:
+ * out[i] gets fields[i] (0 if the kernel has no such field).
+ */
+void bench_status_kib(const char *const *fields, uint64_t *out, size_t n);
 
 /* xorshift64*: a fast, seeded generator for lookups and data. */
 uint64_t bench_rand(uint64_t *state);

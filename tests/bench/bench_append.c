@@ -18,7 +18,7 @@
  *             the disk is in the figure.
  * Opening and closing are outside the clock.
  *
- * Each case runs BENCH_ROUNDS (default 3) times. The cases are
+ * Each case runs BENCH_ROUNDS (default 5) times. The cases are
  * interleaved round by round, in an order that rotates, so that another
  * process stealing the CPU for a while hurts all of them alike; run.sh
  * reports the median round. Between runs the files are deleted and the
@@ -29,7 +29,8 @@
  * BENCH_MODES and BENCH_CASES (comma-separated names, e.g.
  * BENCH_CASES=plain,none) restrict a run to some modes and cases.
  *
- * Output: one "BENCH append_config ..." line, then per run
+ * Output: one "BENCH append_config ..." line, one "BENCH append_sample
+ * <line>" with the first generated record, then per run
  *   BENCH append mode=M case=C round=R bytes=B seconds=S mb_s=X cpu_s=U
  *         stored_bytes=P disk_bytes=D
  * where stored_bytes is the payload after compression and disk_bytes all
@@ -46,7 +47,7 @@
 #include "log.h"
 
 #define APPEND_BYTES_DEFAULT (1ull << 30)
-#define APPEND_ROUNDS_DEFAULT 3
+#define APPEND_ROUNDS_DEFAULT 5
 #define APPEND_SEED_DEFAULT 0x9e3779b97f4a7c15ull
 #define APPEND_ZSTD_LEVEL 3
 /* Memory touched before a run: the data plus 1/16 (the engine's .meta
@@ -213,6 +214,9 @@ int main(void)
 		     BENCH_RECORD_BYTES, BENCH_BATCH_PAYLOAD, BENCH_BATCH_BYTES,
 		     (unsigned long long)rounds, APPEND_ZSTD_LEVEL,
 		     bench_fs_name(parent));
+	/* The first record, for the report (the one line with spaces). */
+	printf("BENCH append_sample %.*s\n", (int)BENCH_RECORD_BYTES - 1,
+	       (const char *)pool.data);
 	for (int m = 0; m < MODE_COUNT; m++) {
 		for (unsigned round = 0; round < rounds; round++) {
 			for (int k = 0; k < CASE_COUNT; k++) {

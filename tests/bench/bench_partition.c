@@ -7,11 +7,15 @@
  *             lookups each. The two should be close: a lookup is a binary
  *             search of the segment table and of one segment's index,
  *             then a walk of at most index.interval.bytes. The reference
- *             is one random 4 KiB pread() of a plain file of the same
- *             size. Everything is warm (just written).
+ *             is one random 4 KiB pread() of plain files as large as the
+ *             two partitions: how much a read of the same disk and page
+ *             cache slows down by itself when the file grows. Everything
+ *             is warm (just written).
  *   rss       resident memory (VmRSS) of a fresh process before and after
  *             log_open plus BENCH_RSS_LOOKUPS (default 10k) random
- *             lookups, for the small and the large partition.
+ *             lookups, for the small and the large partition. A
+ *             throwaway partition is opened and closed first, so that
+ *             library code and heap set-up are not counted.
  *   recovery  unclean shutdown: open the large partition, append
  *             BENCH_TAIL_BYTES (default 64 MiB) past its recovery point,
  *             log_abandon, sync and drop the page cache (root only), then
@@ -22,8 +26,8 @@
  *
  * Layout of the work directory: large/ (BENCH_PARTITION_BYTES, default
  * 2 GiB, default segment.bytes of 1 GiB, uncompressed), small/ (2 MiB)
- * and plain.dat (the baseline file, as large as large/), all written in
- * the 128 KiB batches of bench_append.
+ * and the baseline files plain.dat and plain-small.dat (as large as
+ * large/ and small/), all written in the 128 KiB batches of bench_append.
  *
  * Usage: bench_partition all           every step in a scratch directory
  *                                      under $BENCH_DIR, then removed
@@ -59,6 +63,8 @@
 #define LARGE_NAME "large"
 #define SMALL_NAME "small"
 #define PLAIN_NAME "plain.dat"
+#define PLAIN_SMALL_NAME "plain-small.dat"
+#define RSS_WARM_UP_NAME "rss-warm-up"
 
 enum lookup_kind { KIND_OFFSET, KIND_POS, KIND_COUNT };
 
@@ -142,6 +148,7 @@ static void cmd_build(const char *dir)
 	char *large_dir = bench_join(dir, LARGE_NAME);
 	char *small_dir = bench_join(dir, SMALL_NAME);
 	char *plain = bench_join(dir, PLAIN_NAME);
+	char *plain_small = bench_join(dir, PLAIN_SMALL_NAME);
 	struct bench_pool pool;
 	double t0 = bench_now_s();
 
@@ -149,9 +156,11 @@ static void cmd_build(const char *dir)
 	build_partition(large_dir, large, &pool);
 	build_partition(small_dir, small, &pool);
 	build_plain(plain, large, &pool);
+	build_plain(plain_small, small, &pool);
 	sync();
 	bench_note("build: %.1f s", bench_now_s() - t0);
 	bench_pool_release(&pool);
+	free(plain_small);
 	free(plain);
 	free(small_dir);
 	free(large_dir);
@@ -187,10 +196,12 @@ static void report_latency(const char *what, const char *name, uint64_t bytes,
 		sum += ns[i];
 	bench_sort_u64(ns, n);
 	bench_result("lookup", "size=%s kind=%s bytes=%llu n=%zu p50_ns=%llu "
-		     "p99_ns=%llu mean_ns=%llu max_ns=%llu", name, what,
-		     (unsigned long long)bytes, n,
+		     "p90_ns=%llu p99_ns=%llu p999_ns=%llu mean_ns=%llu "
+		     "max_ns=%llu", name, what, (unsigned long long)bytes, n,
 		     (unsigned long long)bench_quantile(ns, n, 0.50),
+		     (unsigned long long)bench_quantile(ns, n, 0.90),
 		     (unsigned long long)bench_quantile(ns, n, 0.99),
+		     (unsigned long long)bench_quantile(ns, n, 0.999),
 		     (unsigned long long)(sum / n),
 		     (unsigned long long)ns[n - 1]);
 }
@@ -217,7 +228,8 @@ static void lookup_partition(const char *dir, const char *name, uint64_t n,
 }
 
 /* The reference: one 4 KiB pread() at a random aligned place. */
-static void lookup_plain(const char *path, uint64_t n, uint64_t *ns)
+static void lookup_plain(const char *path, const char *name, uint64_t n,
+			 uint64_t *ns)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	uint64_t rng = bench_env_u64("BENCH_SEED", SEED_DEFAULT);
@@ -237,7 +249,7 @@ static void lookup_plain(const char *path, uint64_t n, uint64_t *ns)
 		ns[i] = bench_now_ns() - t0;
 	}
 	close(fd);
-	report_latency("pread_4k", "plain", size, ns, n);
+	report_latency("pread_4k", name, size, ns, n);
 }
 
 static void cmd_lookup(const char *dir)
@@ -246,14 +258,17 @@ static void cmd_lookup(const char *dir)
 	char *large_dir = bench_join(dir, LARGE_NAME);
 	char *small_dir = bench_join(dir, SMALL_NAME);
 	char *plain = bench_join(dir, PLAIN_NAME);
+	char *plain_small = bench_join(dir, PLAIN_SMALL_NAME);
 	uint64_t *ns = malloc((n ? n : 1) * sizeof(*ns));
 
 	if (!ns || n == 0)
 		bench_die("BENCH_LOOKUPS must be positive (and fit in memory)");
 	lookup_partition(small_dir, SMALL_NAME, n, ns);
 	lookup_partition(large_dir, LARGE_NAME, n, ns);
-	lookup_plain(plain, n, ns);
+	lookup_plain(plain_small, "plain_small", n, ns);
+	lookup_plain(plain, "plain_large", n, ns);
 	free(ns);
+	free(plain_small);
 	free(plain);
 	free(small_dir);
 	free(large_dir);
@@ -261,31 +276,76 @@ static void cmd_lookup(const char *dir)
 
 /* ---- resident memory --------------------------------------------------- */
 
+/* The memory counters of /proc/self/status, in KiB. */
+struct rss_sample {
+	uint64_t rss, anon, file;
+};
+
+static void rss_sample(struct rss_sample *s)
+{
+	static const char *const fields[] = { "VmRSS", "RssAnon", "RssFile" };
+	uint64_t v[3];
+
+	bench_status_kib(fields, v, 3);
+	s->rss = v[0];
+	s->anon = v[1];
+	s->file = v[2];
+}
+
+/*
+ * Open, use and close a one-record partition in a scratch directory, so
+ * that the code of the engine and of the codec libraries, the heap and
+ * stdio are resident before the first sample: what is left to measure is
+ * what one more open partition costs a process that already has one.
+ */
+static void rss_warm_up(const char *dir)
+{
+	static const uint8_t rec[BENCH_RECORD_BYTES];
+	char *path = bench_join(dir, RSS_WARM_UP_NAME);
+	uint32_t len = BENCH_RECORD_BYTES;
+	uint64_t off, pos;
+	struct log *l;
+	int rc;
+
+	bench_rmtree(path);
+	l = partition_open(path);
+	rc = log_append(l, rec, len, &len, 1, NULL, NULL);
+	if (rc == 0)
+		rc = log_offset_to_pos(l, 0, &pos);
+	if (rc == 0)
+		rc = log_pos_to_offset(l, 0, &off, &pos);
+	if (rc < 0)
+		bench_die("warm-up partition: %s", strerror(-rc));
+	log_close(l);
+	bench_rmtree(path);
+	free(path);
+}
+
 static void cmd_rss(const char *dir, const char *name)
 {
 	uint64_t n = bench_env_u64("BENCH_RSS_LOOKUPS", RSS_LOOKUPS_DEFAULT);
 	uint64_t rng = bench_env_u64("BENCH_SEED", SEED_DEFAULT);
 	char *path = bench_join(dir, name);
-	uint64_t rss0, anon0, file0;
+	struct rss_sample s0, s1;
 	struct log_state st;
 	struct log *l;
 
-	rss0 = bench_status_kib("VmRSS");
-	anon0 = bench_status_kib("RssAnon");
-	file0 = bench_status_kib("RssFile");
+	rss_warm_up(dir);
+	rss_sample(&s0);
 	l = partition_open(path);
 	log_get_state(l, &st);
 	for (uint64_t i = 0; i < n; i++)
 		lookup_one(l, &st, (enum lookup_kind)(i % KIND_COUNT), &rng);
+	rss_sample(&s1);
 	bench_result("rss", "size=%s bytes=%llu segments=%u lookups=%llu "
-		     "rss_before_kib=%llu rss_delta_kib=%llu "
-		     "anon_delta_kib=%llu file_delta_kib=%llu", name,
+		     "rss_before_kib=%llu rss_delta_kib=%lld "
+		     "anon_delta_kib=%lld file_delta_kib=%lld", name,
 		     (unsigned long long)(st.leo_pos - st.start_pos),
 		     st.segments, (unsigned long long)n,
-		     (unsigned long long)rss0,
-		     (unsigned long long)(bench_status_kib("VmRSS") - rss0),
-		     (unsigned long long)(bench_status_kib("RssAnon") - anon0),
-		     (unsigned long long)(bench_status_kib("RssFile") - file0));
+		     (unsigned long long)s0.rss,
+		     (long long)(s1.rss - s0.rss),
+		     (long long)(s1.anon - s0.anon),
+		     (long long)(s1.file - s0.file));
 	log_close(l);
 	free(path);
 }

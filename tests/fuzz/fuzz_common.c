@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -41,33 +42,73 @@ void fuzz_quiet(void)
 		log_set_logger(fuzz_logger, NULL);
 }
 
+/* Bounds the passes over a directory being emptied. */
+#define CLEAR_PASSES_MAX 64
+
+/*
+ * rm -r of a scratch directory: its files and one level of
+ * subdirectories. readdir may skip entries while the directory shrinks
+ * under it (tmpfs does), so a pass that removed something is repeated.
+ */
+static void scratch_rm(const char *root)
+{
+	struct dirent *de;
+	DIR *d = opendir(root);
+	bool removed = true;
+
+	for (int pass = 0; d && removed && pass < CLEAR_PASSES_MAX; pass++) {
+		removed = false;
+		rewinddir(d);
+		while ((de = readdir(d))) {
+			char sub[4096];
+			if (strcmp(de->d_name, ".") == 0 ||
+			    strcmp(de->d_name, "..") == 0)
+				continue;
+			snprintf(sub, sizeof(sub), "%s/%s", root, de->d_name);
+			fuzz_dir_clear(sub);
+			removed |= rmdir(sub) == 0 || unlink(sub) == 0;
+		}
+	}
+	if (d)
+		closedir(d);
+	rmdir(root);
+}
+
 static char *scratch_root;
 
 static void fuzz_scratch_remove(void)
 {
-	DIR *d;
-	struct dirent *de;
-
 	if (!scratch_root)
 		return;
-	/* One level of subdirectories: the partitions the targets use. */
-	d = opendir(scratch_root);
-	if (d) {
-		while ((de = readdir(d))) {
-			char sub[4096];
-			if (de->d_name[0] == '.')
-				continue;
-			snprintf(sub, sizeof(sub), "%s/%s", scratch_root,
-				 de->d_name);
-			fuzz_dir_clear(sub);
-			if (rmdir(sub) < 0)
-				unlink(sub);
-		}
-		closedir(d);
-	}
-	rmdir(scratch_root);
+	scratch_rm(scratch_root);
 	free(scratch_root);
 	scratch_root = NULL;
+}
+
+/* Remove the scratch directories of processes that died (crashed). */
+static void scratch_sweep(const char *base, const char *target)
+{
+	char prefix[256], path[4096];
+	struct dirent *de;
+	DIR *d = opendir(base);
+	size_t plen;
+
+	if (!d)
+		return;
+	plen = (size_t)snprintf(prefix, sizeof(prefix), "topicfs-%s-", target);
+	while ((de = readdir(d))) {
+		char *end;
+		long pid;
+
+		if (strncmp(de->d_name, prefix, plen) != 0)
+			continue;
+		pid = strtol(de->d_name + plen, &end, 10);
+		if (*end || pid <= 0 || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", base, de->d_name);
+		scratch_rm(path);
+	}
+	closedir(d);
 }
 
 char *fuzz_scratch_dir(const char *target)
@@ -83,11 +124,13 @@ char *fuzz_scratch_dir(const char *target)
 		base = getenv("TMPDIR");
 	if (!base)
 		base = "/tmp";
+	scratch_sweep(base, target);
 	path = malloc(strlen(base) + strlen(target) + 32);
 	if (!path)
 		return NULL;
-	sprintf(path, "%s/topicfs-%s-XXXXXX", base, target);
-	if (!mkdtemp(path)) {
+	sprintf(path, "%s/topicfs-%s-%ld", base, target, (long)getpid());
+	scratch_rm(path);
+	if (mkdir(path, 0700) < 0) {
 		free(path);
 		return NULL;
 	}
@@ -102,13 +145,20 @@ void fuzz_dir_clear(const char *dir)
 {
 	struct dirent *de;
 	DIR *d = opendir(dir);
+	bool removed = true;
 
 	if (!d)
 		return;
-	while ((de = readdir(d))) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		unlinkat(dirfd(d), de->d_name, 0);
+	/* As in scratch_rm: again until a pass removes nothing. */
+	for (int pass = 0; removed && pass < CLEAR_PASSES_MAX; pass++) {
+		removed = false;
+		rewinddir(d);
+		while ((de = readdir(d))) {
+			if (strcmp(de->d_name, ".") == 0 ||
+			    strcmp(de->d_name, "..") == 0)
+				continue;
+			removed |= unlinkat(dirfd(d), de->d_name, 0) == 0;
+		}
 	}
 	closedir(d);
 }
@@ -361,6 +411,13 @@ size_t fuzz_seal_text(const uint8_t *in, size_t len, char *out, size_t cap)
 
 void fuzz_check_state(const struct log_state *st)
 {
+	bool ok = st->segments >= 1 && st->start_offset <= st->hw &&
+		  st->hw <= st->leo && st->start_pos <= st->hw_pos &&
+		  st->hw_pos <= st->leo_pos && st->recovery_point <= st->leo;
+
+	if (!ok || st->hw - st->start_offset > st->hw_pos - st->start_pos ||
+	    st->leo - st->hw > st->leo_pos - st->hw_pos)
+		fuzz_print_state("broken state", st);
 	FUZZ_CHECK(st->segments >= 1);
 	FUZZ_CHECK(st->start_offset <= st->hw && st->hw <= st->leo);
 	FUZZ_CHECK(st->start_pos <= st->hw_pos && st->hw_pos <= st->leo_pos);

@@ -42,9 +42,11 @@ void fuzz_config(struct log_config *c);
 void fuzz_quiet(void);
 
 /*
- * Make a scratch directory for this process under $TOPICFS_FUZZ_TMPDIR,
- * else /dev/shm (fsync is cheap there), else $TMPDIR or /tmp. It is
- * removed at exit. Returns a malloc'd path, or NULL.
+ * Make the scratch directory topicfs-<target>-<pid> for this process
+ * under $TOPICFS_FUZZ_TMPDIR, else /dev/shm (fsync is cheap there), else
+ * $TMPDIR or /tmp. It is removed at exit, and those of dead processes
+ * (a crash skips exit handlers) when the next one starts. Call it once
+ * per target. Returns a malloc'd path, or NULL.
  */
 char *fuzz_scratch_dir(const char *target);
 
@@ -94,6 +96,13 @@ void fuzz_files_free(struct fuzz_file *files, size_t n);
  * engine's text checkpoints end. Returns the length written.
  */
 size_t fuzz_seal_text(const uint8_t *in, size_t len, char *out, size_t cap);
+
+/*
+ * Abort if the engine still holds one of the large blocks fuzz_alloc.c
+ * keeps (see fuzz_alloc.h): call it when every engine object is freed.
+ * Defined in fuzz_alloc.c, linked into the targets only.
+ */
+void fuzz_alloc_check(void);
 
 /* Check the orderings log_get_state promises; abort if one is broken. */
 void fuzz_check_state(const struct log_state *st);
