@@ -3,7 +3,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -511,16 +510,6 @@ unsigned groups_list(struct groups *gs, uint32_t from, struct group **out,
 	return n;
 }
 
-static int rm_one(const char *p, const struct stat *st, int flag,
-		  struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	remove(p);
-	return 0;
-}
-
 int groups_delete(struct groups *gs, const char *name)
 {
 	struct group *g = NULL;
@@ -541,7 +530,7 @@ int groups_delete(struct groups *gs, const char *name)
 		if (g->offsets)
 			log_abandon(g->offsets);
 		g->offsets = NULL;
-		nftw(g->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+		io_remove_tree(g->dir);
 		g->stored = false;
 		group_config_default(&g->cfg);
 		for (uint32_t p = 0; p < g->nparts; p++)

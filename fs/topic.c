@@ -3,7 +3,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
@@ -104,21 +103,6 @@ static char *path_join(const char *a, const char *b)
 	if (asprintf(&p, "%s/%s", a, b) < 0)
 		return NULL;
 	return p;
-}
-
-static int rm_one(const char *p, const struct stat *st, int flag,
-		  struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	remove(p);
-	return 0;
-}
-
-static void rm_rf(const char *path)
-{
-	nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 /* ---- murmur2 ------------------------------------------------------------ */
@@ -408,7 +392,7 @@ static void topic_free(struct topic *t)
 	for (uint32_t i = 0; i < n; i++)
 		part_close(t->parts[i], !deleted);
 	if (deleted)
-		rm_rf(t->dir);
+		io_remove_tree(t->dir);
 	pthread_mutex_destroy(&t->lock);
 	free(t->dir);
 	free(t);
@@ -585,6 +569,19 @@ static struct topic *broker_find(struct broker *b, const char *name)
 	return NULL;
 }
 
+/* Open a topic's partitions and groups and enter it in the table;
+ * broker write lock held (or the broker not yet shared). */
+static int topic_start(struct broker *b, struct topic *t)
+{
+	int rc = topic_open_parts(t);
+
+	if (rc == 0)
+		rc = groups_open(t, t->dir, &t->groups);
+	if (rc == 0)
+		rc = broker_add(b, t);
+	return rc;
+}
+
 /* Load an existing topic directory at mount. */
 static int broker_load_topic(struct broker *b, const char *name)
 {
@@ -603,11 +600,7 @@ static int broker_load_topic(struct broker *b, const char *name)
 		free(text);
 	}
 	if (rc == 0)
-		rc = topic_open_parts(t);
-	if (rc == 0)
-		rc = groups_open(t, t->dir, &t->groups);
-	if (rc == 0)
-		rc = broker_add(b, t);
+		rc = topic_start(b, t);
 	if (rc < 0) {
 		msg(LOG_ERR, "topic %s: cannot load: %s", name,
 		       strerror(-rc));
@@ -637,11 +630,7 @@ int broker_topic_create(struct broker *b, const char *name)
 	if (rc == 0)
 		rc = topic_save_config(t, &t->cfg);
 	if (rc == 0)
-		rc = topic_open_parts(t);
-	if (rc == 0)
-		rc = groups_open(t, t->dir, &t->groups);
-	if (rc == 0)
-		rc = broker_add(b, t);
+		rc = topic_start(b, t);
 	if (rc < 0) {
 		msg(LOG_ERR, "topic %s: cannot create: %s", name,
 		       strerror(-rc));
@@ -776,7 +765,7 @@ int broker_open(const struct broker_opts *o, struct broker **out)
 		rc = mkdir_p(trash);
 	if (rc < 0)
 		goto out_free;
-	rm_rf(trash);
+	io_remove_tree(trash);
 	rc = mkdir_p(trash);
 	if (rc < 0)
 		goto out_free;

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -226,4 +227,19 @@ ssize_t io_read_file(int dir_fd, const char *name, size_t max, char **out)
 out_close:
 	close(fd);
 	return n;
+}
+
+static int io_remove_one(const char *p, const struct stat *st, int flag,
+			 struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	remove(p);
+	return 0;
+}
+
+void io_remove_tree(const char *path)
+{
+	nftw(path, io_remove_one, 16, FTW_DEPTH | FTW_PHYS);
 }

@@ -68,4 +68,7 @@ enum io_fault_op {
 
 void io_fault_inject(int op, int countdown, int err);
 
+/* rm -rf path (best effort: what cannot be removed is left). */
+void io_remove_tree(const char *path);
+
 #endif
