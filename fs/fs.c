@@ -108,7 +108,6 @@ struct fh {
 	struct log_cursor *cur;
 	uint64_t base;           /* partition position of file offset 0 */
 	uint64_t skew;           /* retention moved the start under us */
-	bool direct;
 	struct fuse_bufvec *bv;
 	uint8_t *copy;           /* reads that must be copied */
 	size_t copy_cap;
@@ -783,7 +782,6 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
 	int acc = fi->flags & O_ACCMODE;
-	struct log_bounds st;
 	struct node n;
 	struct fh *fh;
 	int rc;
@@ -829,22 +827,15 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 				READ_EXTENTS_MAX * sizeof(struct fuse_buf));
 		if (!fh->bv)
 			goto out_free;
-		log_get_bounds(part_log(fh->p), &st);
 		fh->base = fh->kind == K_VIEW ? n.view_start : 0;
 		/*
-		 * Bytes never change once written, so the page cache may keep
-		 * them. Views, and partitions whose head was deleted by
-		 * retention, read through the daemon instead: their file
-		 * offsets can shift.
+		 * Partition files bypass the kernel's page cache (see
+		 * docs/FILESYSTEM.md, "Why direct_io"): a cached write lands
+		 * at the offset the kernel guesses, and a cached read that
+		 * races with the file growing leaves zeros in the last page.
+		 * Reads are still zero copy: spliced from the segment files.
 		 */
-		fh->direct = fh->kind == K_VIEW || st.start_pos > 0;
-		/*
-		 * Writes never go through the page cache: the kernel would
-		 * cache written bytes at the offset it guesses (a partial line
-		 * is not a record yet) and split writes at page boundaries.
-		 */
-		fi->direct_io = fh->direct || fh->writable;
-		fi->keep_cache = !fi->direct_io;
+		fi->direct_io = 1;
 		break;
 	case K_PRODUCE:
 		fh->p = NULL;
@@ -1316,9 +1307,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	pos = want;
 	got = log_read(fh->cur, &pos, size, ext, READ_EXTENTS_MAX, &n);
 	/*
-	 * A short reply means end of file to the kernel, so a read that
-	 * stopped early (one decompressed batch, or more segments than
-	 * extents) is completed by copying.
+	 * A read that stopped early although more is there (one
+	 * decompressed batch per call, or more segments than extents) is
+	 * completed by copying: pread() and dd expect full reads.
 	 */
 	if (got > 0 && (size_t)got < size &&
 	    (ext[0].mem || n == READ_EXTENTS_MAX)) {
@@ -1335,15 +1326,10 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		}
 	}
 	if (got > 0 && pos != want) {
-		/* Retention removed the bytes asked for. */
-		if (fh->direct) {
-			fh->skew += pos - want;
-		} else {
-			got = -EIO;
-			msg(LOG_WARNING, "%s: read at %" PRIu64 " below the log "
-			    "start (deleted by retention while open)",
-			    fh_where(fh, where, sizeof(where)), want);
-		}
+		/* Retention removed the bytes asked for: the file offsets of
+		 * this open file shift so that reading goes on at the log
+		 * start. */
+		fh->skew += pos - want;
 	}
 	if (got < 0) {
 		pthread_mutex_unlock(&fh->lock);

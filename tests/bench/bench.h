@@ -11,7 +11,8 @@
  *
  * with no spaces inside a value (the one exception, "BENCH append_sample",
  * carries a generated record as the rest of its line). Anything else
- * (progress, warnings) goes to stderr. A benchmark that cannot run exits non-zero after saying why.
+ * (progress, warnings) goes to stderr. A benchmark that cannot run exits
+ * non-zero after saying why.
  */
 #ifndef TOPICFS_BENCH_H
 #define TOPICFS_BENCH_H

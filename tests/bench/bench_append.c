@@ -18,7 +18,7 @@
  *             the disk is in the figure.
  * Opening and closing are outside the clock.
  *
- * Each case runs BENCH_ROUNDS (default 5) times. The cases are
+ * Each case runs BENCH_ROUNDS (default 7) times. The cases are
  * interleaved round by round, in an order that rotates, so that another
  * process stealing the CPU for a while hurts all of them alike; run.sh
  * reports the median round. Between runs the files are deleted and the
@@ -47,7 +47,7 @@
 #include "log.h"
 
 #define APPEND_BYTES_DEFAULT (1ull << 30)
-#define APPEND_ROUNDS_DEFAULT 5
+#define APPEND_ROUNDS_DEFAULT 7
 #define APPEND_SEED_DEFAULT 0x9e3779b97f4a7c15ull
 #define APPEND_ZSTD_LEVEL 3
 /* Memory touched before a run: the data plus 1/16 (the engine's .meta

@@ -3,14 +3,15 @@
  *
  *   lookup    latency of log_offset_to_pos and log_pos_to_offset at
  *             random offsets / positions, on the large partition and on a
- *             small one: median and p99 of BENCH_LOOKUPS (default 100k)
- *             lookups each. The two should be close: a lookup is a binary
- *             search of the segment table and of one segment's index,
- *             then a walk of at most index.interval.bytes. The reference
- *             is one random 4 KiB pread() of plain files as large as the
- *             two partitions: how much a read of the same disk and page
- *             cache slows down by itself when the file grows. Everything
- *             is warm (just written).
+ *             small one: p50, p90, p99 and p99.9 of BENCH_LOOKUPS (default
+ *             100k) lookups each. The two should be close: a lookup is a
+ *             binary search of the segment table and of one segment's
+ *             index, then a walk over the batch headers of at most one
+ *             index interval and the record lengths of one batch. The
+ *             reference is one random 4 KiB pread() of plain files as
+ *             large as the two partitions: how much a read of the same
+ *             disk and page cache slows down by itself when the file
+ *             grows. Everything is warm (just written).
  *   rss       resident memory (VmRSS) of a fresh process before and after
  *             log_open plus BENCH_RSS_LOOKUPS (default 10k) random
  *             lookups, for the small and the large partition. A
@@ -56,7 +57,7 @@
 #define LOOKUPS_DEFAULT 100000u
 #define RSS_LOOKUPS_DEFAULT 10000u
 #define SEED_DEFAULT 0x2545f4914f6cdd1dull
-/* Reads of the baseline file, in both the pread and the cold-read case. */
+/* One random read of the lookup reference; one read of the cold reads. */
 #define PLAIN_PREAD_BYTES 4096u
 #define PLAIN_READ_CHUNK_BYTES BENCH_BATCH_BYTES
 

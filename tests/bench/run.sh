@@ -20,7 +20,7 @@
 #                          tmpfs. Everything written there is removed.
 #   BENCH_BUILD_DIR        meson build directory (default build-bench)
 #   BENCH_BYTES            bytes written per append case (default 1G)
-#   BENCH_ROUNDS           rounds of each append case (default 5)
+#   BENCH_ROUNDS           rounds of each append case (default 7)
 #   BENCH_PARTITION_BYTES  the large partition (default 2G)
 #   BENCH_SMALL_BYTES      the small partition (default 2M)
 #   BENCH_TAIL_BYTES       appended past the recovery point (default 64M)
@@ -163,7 +163,7 @@ END {
 	print ""
 	printf "%s bytes (%s MiB) of %s-byte records per case, one `log_append` call of %s records (%s bytes, one batch; `cfg.batch_bytes` = %s) at a time, against `write()` of the same %s-byte buffers to a plain file in the same directory. zstd at level %s. Each case ran %s times, interleaved in rotating order; the figure is the median round. MB/s counts the records'"'"' bytes (10^6 bytes per MB) whatever the codec. The ratio by CPU time (the baseline'"'"'s CPU seconds over the case'"'"'s) is less sensitive to other processes taking the CPU; in the buffered mode, where a run is all CPU, it is the steadier figure.\n", AC["bytes"], mib(AC["bytes"]), AC["record_bytes"], AC["records_per_call"], AC["call_bytes"], AC["batch_bytes_cfg"], AC["call_bytes"], AC["zstd_level"], AC["rounds"]
 	print ""
-	print "Data: log-like text lines, each cut to 99 characters plus a newline, with an increasing timestamp and random levels, threads, HTTP methods, paths, ids, statuses, latencies, request ids and a 64-bit hex trace id (the incompressible part). The first record:"
+	print "Data: log-like text lines, each cut to 99 characters plus a newline, with an increasing timestamp and random levels, threads, HTTP methods, paths, ids, statuses, latencies, request ids and a 64-bit hex trace id (the incompressible part); 256 distinct batches (32 MiB), generated before the clock starts and cycled through, the same bytes for every case. Before each run as much memory as the run will fill with page cache is touched and freed (`bench_prefault`: this VM hands freed memory back to its host, and a first touch costs a host fault), and after it the files are deleted and the disk synced. The first record:"
 	print ""
 	print "    " sample
 	print ""

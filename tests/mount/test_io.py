@@ -4,13 +4,12 @@ TOPICFS_IOC_LAST_WRITE ioctl and 0-byte writes."""
 import errno
 import os
 import re
-import shutil
 import struct
 import subprocess
 import sys
 import unittest
 
-from mountlib import MountTest, need, wait_for, IN_CI
+from mountlib import MountTest, need, wait_for
 
 MAX_MESSAGE_BYTES = 1048588  # Kafka's default, the topic default
 
@@ -253,8 +252,9 @@ def frame(payload):
 
 
 class TestBinaryFraming(IoTest):
-    FRAMES = [b"\x00", b"hello", b"\x00\x00\x00\x00", b"line\nwith\nnewlines\n",
-              bytes(range(256)), b"\xff" * 70_000, b"x"]
+    FRAMES = [b"\x00", b"hello", b"\x00\x00\x00\x00",
+              b"line\nwith\nnewlines\n", bytes(range(256)),
+              b"\xff" * 70_000, b"x"]
 
     def test_frames_round_trip(self):
         """Length-prefixed frames with NUL bytes read back exactly, one
@@ -539,7 +539,7 @@ class TestPartitioner(IoTest):
             part.append(where[w].pop())
         for w in range(4 * n - n + 1):
             self.assertEqual(sorted(part[w:w + n]), list(range(n)),
-                             f"writes {w}..{w + n - 1} went to {part[w:w + n]}")
+                             f"writes {w}..{w + n - 1}: {part[w:w + n]}")
 
 
 class TestLastWriteIoctl(IoTest):

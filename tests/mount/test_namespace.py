@@ -4,10 +4,9 @@ directories with Kafka's name rule, partition files that behave like
 re-creation and persistence across a remount."""
 import errno
 import os
-import subprocess
 import unittest
 
-from mountlib import MountTest, Mount, wait_for
+from mountlib import MountTest
 
 VALID_CHARS = ("abcdefghijklmnopqrstuvwxyz" "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
                "0123456789._-")

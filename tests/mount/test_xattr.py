@@ -7,7 +7,7 @@ import os
 import re
 import unittest
 
-from mountlib import MountTest, wait_for
+from mountlib import MountTest
 
 P = "user.topicfs."
 
