@@ -54,6 +54,14 @@ static int dump_index(struct dump_seg *d, uint64_t base_pos, FILE *out)
 			why = "unreadable";
 		} else {
 			index_entry_decode(raw, &e);
+			if (i > 0 && e.meta_pos == 0) {
+				/* The active segment's index is allocated
+				 * ahead; the rest is not written yet. */
+				fprintf(out, "  index: %" PRId64 " entries "
+					"allocated ahead\n",
+					d->idx_size / INDEX_ENTRY_SIZE - i);
+				break;
+			}
 			if (i > 0 && (e.rel_offset <= prev.rel_offset ||
 				      e.meta_pos <= prev.meta_pos ||
 				      e.rel_pos <= prev.rel_pos || e.ts < prev.ts))

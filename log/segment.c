@@ -106,9 +106,10 @@ void seg_unref(struct seg *s)
 }
 
 /*
- * Map idx_cap entries of the index read-only. The mapping may extend past
- * the end of the file; only entries below the published count, which are
- * always inside the file, are ever touched.
+ * Map idx_cap entries of the index. The mapping may extend past the end of
+ * the file; readers touch only entries below the published count, and the
+ * appender writes entries only below idx_alloc, which seg_idx_reserve has
+ * allocated on disk first: a full disk gives ENOSPC there, never SIGBUS.
  */
 static int seg_map_index(struct seg *s, uint32_t cap)
 {
@@ -116,8 +117,8 @@ static int seg_map_index(struct seg *s, uint32_t cap)
 
 	if (cap == 0)
 		cap = 1;
-	m = mmap(NULL, (size_t)cap * INDEX_ENTRY_SIZE, PROT_READ, MAP_SHARED,
-		 s->idx_fd, 0);
+	m = mmap(NULL, (size_t)cap * INDEX_ENTRY_SIZE, PROT_READ | PROT_WRITE,
+		 MAP_SHARED, s->idx_fd, 0);
 	if (m == MAP_FAILED)
 		return -errno;
 	s->idx_map = m;
@@ -229,6 +230,7 @@ int seg_open(int dir_fd, uint64_t base_offset, uint32_t idx_cap,
 	}
 	if ((uint64_t)isize / INDEX_ENTRY_SIZE > idx_cap)
 		idx_cap = (uint32_t)((uint64_t)isize / INDEX_ENTRY_SIZE);
+
 	rc = seg_map_index(s, idx_cap);
 	if (rc < 0)
 		goto out_free;
@@ -310,6 +312,34 @@ static void seg_tail_advance(struct seg *s, struct seg_tail *t,
 	t->last_epoch = h->epoch;
 }
 
+/* Bytes of .index allocated at a time as the index grows. */
+#define IDX_ALLOC_CHUNK_BYTES (64u << 10)
+
+/*
+ * Make sure the first `end` bytes of the index file are allocated, so that
+ * entries can be stored through the mapping: one fallocate per chunk
+ * instead of one pwrite per entry. The file is trimmed to its entries
+ * when the segment is sealed or closed.
+ */
+static int seg_idx_reserve(struct seg *s, uint64_t end)
+{
+	uint64_t want, cap = (uint64_t)s->idx_cap * INDEX_ENTRY_SIZE;
+	int rc;
+
+	if (end <= s->w.idx_alloc)
+		return 0;
+	want = (end + IDX_ALLOC_CHUNK_BYTES - 1) / IDX_ALLOC_CHUNK_BYTES *
+	       IDX_ALLOC_CHUNK_BYTES;
+	if (want > cap)
+		want = cap;
+	rc = posix_fallocate(s->idx_fd, (off_t)s->w.idx_alloc,
+			     (off_t)(want - s->w.idx_alloc));
+	if (rc != 0)
+		return -rc;
+	s->w.idx_alloc = want;
+	return 0;
+}
+
 int seg_write_batch(struct seg *s, struct batch_hdr *h, const uint32_t *lens,
 		    const void *stored, uint32_t interval)
 {
@@ -339,14 +369,13 @@ int seg_write_batch(struct seg *s, struct batch_hdr *h, const uint32_t *lens,
 		struct index_entry e;
 		uint32_t slot = t->idx_count;
 
+		rc = seg_idx_reserve(s, ((uint64_t)slot + 1) * INDEX_ENTRY_SIZE);
+		if (rc < 0)
+			return rc;
 		seg_idx_note(s, t, h, t->meta_end, &e);
 		index_entry_encode(&e, ent);
-		rc = io_pwrite_full(s->idx_fd, ent, sizeof(ent),
-				    (uint64_t)slot * INDEX_ENTRY_SIZE);
-		if (rc < 0) {
-			t->idx_count--;
-			return rc;
-		}
+		memcpy((uint8_t *)s->idx_map + (size_t)slot * INDEX_ENTRY_SIZE,
+		       ent, sizeof(ent));
 	}
 	seg_tail_advance(s, t, h);
 	return 0;
@@ -371,7 +400,14 @@ int seg_cut(struct seg *s, const struct seg_tail *t)
 {
 	int rc;
 
-	rc = io_ftruncate(s->idx_fd, (uint64_t)t->idx_count * INDEX_ENTRY_SIZE);
+	uint64_t keep = (uint64_t)t->idx_count * INDEX_ENTRY_SIZE;
+	uint64_t size = t->idx_alloc > keep ? t->idx_alloc : keep;
+
+	if (size > s->w.idx_alloc) /* never grow: growth must be allocated */
+		size = keep > s->w.idx_alloc ? keep : s->w.idx_alloc;
+	if (size > keep) /* entries written since t go back to zeros */
+		memset((uint8_t *)s->idx_map + keep, 0, (size_t)(size - keep));
+	rc = io_ftruncate(s->idx_fd, size);
 	if (rc == 0)
 		rc = io_ftruncate(s->meta_fd, t->meta_end);
 	if (rc == 0)
@@ -389,6 +425,7 @@ int seg_cut(struct seg *s, const struct seg_tail *t)
 	s->win_valid = false;
 	pthread_mutex_unlock(&s->verify_lock);
 	s->w = *t;
+	s->w.idx_alloc = size;
 	seg_store_end(s, t);
 	return 0;
 }
@@ -410,8 +447,12 @@ int seg_set_codec(struct seg *s, int codec)
 
 int seg_seal(struct seg *s)
 {
-	return io_ftruncate(s->idx_fd, (uint64_t)s->w.idx_count *
-				       INDEX_ENTRY_SIZE);
+	uint64_t len = (uint64_t)s->w.idx_count * INDEX_ENTRY_SIZE;
+	int rc = io_ftruncate(s->idx_fd, len);
+
+	if (rc == 0)
+		s->w.idx_alloc = len;
+	return rc;
 }
 
 int seg_sync(struct seg *s)
@@ -565,6 +606,7 @@ static int seg_walk(struct seg *s, uint64_t full_from, uint32_t interval,
 	if (rc == 0 && pending)
 		rc = io_pwrite_full(s->idx_fd, ent, pending * INDEX_ENTRY_SIZE,
 				    (uint64_t)written * INDEX_ENTRY_SIZE);
+	t->idx_alloc = (uint64_t)(written + pending) * INDEX_ENTRY_SIZE;
 	*whole = t->meta_end == (uint64_t)msize && t->data_end == (uint64_t)dsize;
 	free(m);
 	return rc;
@@ -655,6 +697,7 @@ int seg_load(struct seg *s, uint32_t interval)
 	/* Start from the last indexed batch and read the headers after it. */
 	seg_tail_empty(s, &t);
 	t.idx_count = count;
+	t.idx_alloc = (uint64_t)isize;
 	rc = 0;
 	if (count > 0) {
 		seg_idx_get(s, count - 1, &e);

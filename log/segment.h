@@ -35,6 +35,7 @@ struct seg_tail {
 	uint64_t end_offset, end_pos, data_end, meta_end;
 	int64_t max_ts;
 	uint32_t idx_count, last_epoch;
+	uint64_t idx_alloc; /* .index file size: entries, then allocated zeros */
 };
 
 struct seg_bad {
@@ -146,7 +147,9 @@ void seg_publish(struct seg *s);
 
 /*
  * Cut the segment back to the state t (an earlier copy of s->w), dropping
- * everything written after it, including index entries, and publish.
+ * everything written after it, including index entries, and publish. The
+ * index file gets t->idx_alloc bytes (0: just its entries), never more
+ * than it has now.
  */
 int seg_cut(struct seg *s, const struct seg_tail *t);
 

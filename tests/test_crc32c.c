@@ -52,11 +52,39 @@ static void test_incremental_and_portable_agree(void **state)
 	}
 }
 
+/* The 3-way SSE4.2 path cuts long inputs into 8 KiB and 256 B blocks. */
+static void test_long_inputs_agree(void **state)
+{
+	static const size_t lens[] = { 255, 256, 257, 767, 768, 769, 8191,
+				       8192, 8193, 24575, 24576, 24577, 40000,
+				       3 * 8192 + 3 * 256 + 7, 131072 };
+	size_t max = 131072 + 8;
+	uint8_t *buf = malloc(max);
+	(void)state;
+
+	assert_non_null(buf);
+	tu_seed(7);
+	for (size_t i = 0; i < max; i++)
+		buf[i] = (uint8_t)tu_rand();
+	for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++) {
+		for (size_t off = 0; off < 8; off += 3) {
+			uint32_t want = crc32c_portable(0, buf + off, lens[k]);
+			assert_int_equal(crc32c(0, buf + off, lens[k]), want);
+			if (lens[k] > 1000) /* in two pieces */
+				assert_int_equal(crc32c(crc32c(0, buf + off, 1000),
+							buf + off + 1000,
+							lens[k] - 1000), want);
+		}
+	}
+	free(buf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_rfc3720_vectors),
 		cmocka_unit_test(test_incremental_and_portable_agree),
+		cmocka_unit_test(test_long_inputs_agree),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
