@@ -66,6 +66,8 @@ struct group {
 	uint32_t nparts;       /* size of the three arrays below */
 	int64_t *committed;    /* per partition, -1 = none */
 	int64_t *pos;          /* next offset for the current owner, -1 = unset */
+	int64_t *pos_bytes;    /* its byte position if known, else -1 */
+	char *commit_buf;      /* one commit record, OFFSETS_RECORD_MAX bytes */
 	struct member **owner; /* per partition, NULL = unassigned */
 	struct member **members;
 	uint32_t nmembers, mcap;
@@ -224,13 +226,14 @@ static int group_store(struct group *g)
  */
 static int group_write_commit(struct group *g)
 {
-	char *rec = malloc(OFFSETS_RECORD_MAX);
 	size_t n = 0;
 	uint32_t len;
+	char *rec;
 	int rc;
 
-	if (!rec)
+	if (!g->commit_buf && !(g->commit_buf = malloc(OFFSETS_RECORD_MAX)))
 		return -ENOMEM;
+	rec = g->commit_buf;
 	rc = group_store(g);
 	for (uint32_t p = 0; rc == 0 && p < g->nparts; p++) {
 		if (g->committed[p] >= 0)
@@ -244,7 +247,6 @@ static int group_write_commit(struct group *g)
 		rc = log_append(g->offsets, rec, n, &len, 1, NULL, NULL);
 	if (rc == 0)
 		log_set_hw(g->offsets, UINT64_MAX);
-	free(rec);
 	if (rc < 0)
 		msg(LOG_ERR, "topic %s group %s: commit failed: %s",
 		    topic_name(g->gs->t), g->name, strerror(-rc));
@@ -253,7 +255,7 @@ static int group_write_commit(struct group *g)
 
 static int group_grow(struct group *g, uint32_t n)
 {
-	int64_t *c, *pos;
+	int64_t *c, *pos, *pb;
 	struct member **o;
 
 	if (n <= g->nparts)
@@ -264,14 +266,18 @@ static int group_grow(struct group *g, uint32_t n)
 	pos = realloc(g->pos, n * sizeof(*pos));
 	if (pos)
 		g->pos = pos;
+	pb = realloc(g->pos_bytes, n * sizeof(*pb));
+	if (pb)
+		g->pos_bytes = pb;
 	o = realloc(g->owner, n * sizeof(*o));
 	if (o)
 		g->owner = o;
-	if (!c || !pos || !o)
+	if (!c || !pos || !pb || !o)
 		return -ENOMEM;
 	for (uint32_t p = g->nparts; p < n; p++) {
 		g->committed[p] = -1;
 		g->pos[p] = -1;
+		g->pos_bytes[p] = -1;
 		g->owner[p] = NULL;
 	}
 	g->nparts = n;
@@ -356,6 +362,8 @@ static void group_free(struct group *g)
 	pthread_mutex_destroy(&g->lock);
 	free(g->committed);
 	free(g->pos);
+	free(g->pos_bytes);
+	free(g->commit_buf);
 	free(g->owner);
 	free(g->members);
 	free(g->dir);
@@ -534,7 +542,7 @@ int groups_delete(struct groups *gs, const char *name)
 		g->stored = false;
 		group_config_default(&g->cfg);
 		for (uint32_t p = 0; p < g->nparts; p++)
-			g->committed[p] = g->pos[p] = -1;
+			g->committed[p] = g->pos[p] = g->pos_bytes[p] = -1;
 		msg(LOG_INFO, "topic %s group %s deleted",
 		    topic_name(gs->t), g->name);
 	}
@@ -686,6 +694,7 @@ static void rebalance(struct group *g)
 			g->owner[p]->split = false;
 		g->owner[p] = o;
 		g->pos[p] = -1; /* the new owner starts from the committed offset */
+		g->pos_bytes[p] = -1;
 		moved++;
 	}
 	free(who);
@@ -816,6 +825,7 @@ void groups_tick(struct groups *gs, int64_t now)
 				if (g->owner[p] == m) {
 					g->owner[p] = NULL;
 					g->pos[p] = -1;
+					g->pos_bytes[p] = -1;
 				}
 			}
 			member_remove(g, m);
@@ -887,9 +897,14 @@ static int start_offset(struct group *g, uint32_t p, const struct log_bounds *st
 {
 	int64_t o = g->pos[p] >= 0 ? g->pos[p] : g->committed[p];
 
-	if (o >= 0 && (uint64_t)o >= st->start_offset) {
-		o = (uint64_t)o > st->hw ? (int64_t)st->hw : o;
+	if (o >= 0 && (uint64_t)o >= st->start_offset && (uint64_t)o <= st->hw) {
+		if (o != g->pos[p])
+			g->pos_bytes[p] = -1;
+	} else if (o >= 0 && (uint64_t)o > st->hw) {
+		o = (int64_t)st->hw;
+		g->pos_bytes[p] = -1;
 	} else {
+		g->pos_bytes[p] = -1;
 		switch (g->cfg.reset) {
 		case RESET_EARLIEST:
 			o = (int64_t)st->start_offset;
@@ -933,8 +948,10 @@ static ssize_t member_fill(struct group *g, struct member *m, size_t size,
 		m->split_pos += (uint64_t)got;
 		if (m->split_pos == m->split_end) {
 			m->split = false;
-			if (g->owner[m->split_p] == m)
+			if (g->owner[m->split_p] == m) {
 				g->pos[m->split_p] = (int64_t)m->split_next;
+				g->pos_bytes[m->split_p] = (int64_t)m->split_end;
+			}
 		}
 		return got;
 	}
@@ -959,9 +976,13 @@ static ssize_t member_fill(struct group *g, struct member *m, size_t size,
 		}
 		if ((uint64_t)start >= st.hw)
 			continue;
-		rc = log_offset_to_pos(l, (uint64_t)start, &pos);
-		if (rc < 0)
-			break;
+		if (g->pos_bytes[p] >= 0) {
+			pos = (uint64_t)g->pos_bytes[p];
+		} else {
+			rc = log_offset_to_pos(l, (uint64_t)start, &pos);
+			if (rc < 0)
+				break;
+		}
 		end = st.hw_pos;
 		off_end = st.hw;
 		if (end - pos > size - filled) {
@@ -1005,6 +1026,7 @@ static ssize_t member_fill(struct group *g, struct member *m, size_t size,
 		}
 		filled += (size_t)got;
 		g->pos[p] = (int64_t)off_end;
+		g->pos_bytes[p] = (int64_t)(pos + (uint64_t)got);
 		if ((uint64_t)got < end - pos)
 			break; /* out of extents */
 	}
@@ -1217,6 +1239,7 @@ int group_setxattr(struct group *g, const char *name, const char *value,
 			if (rc == 0) {
 				g->committed[p] = (int64_t)off;
 				g->pos[p] = -1;
+				g->pos_bytes[p] = -1;
 				rc = group_write_commit(g);
 			}
 		}

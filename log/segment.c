@@ -20,6 +20,7 @@
 
 /* Bytes of .meta read at once while walking batch headers. */
 #define META_SCAN_BYTES 8192
+#define META_SCAN_FIRST_BYTES 512
 /* Record lengths read at once while walking inside a batch. */
 #define LENS_CHUNK 1024
 /* Payload bytes read at once while verifying a batch's CRC. */
@@ -500,7 +501,8 @@ static int meta_scan_hdr(struct meta_scan *m, uint64_t meta_pos,
 		return -EIO;
 	if (meta_pos < m->buf_pos ||
 	    meta_pos + BATCH_HDR_SIZE > m->buf_pos + m->buf_len) {
-		size_t n = META_SCAN_BYTES;
+		/* A lookup usually needs one header: read little first. */
+		size_t n = m->buf_len ? META_SCAN_BYTES : META_SCAN_FIRST_BYTES;
 		if (n > m->end - meta_pos)
 			n = (size_t)(m->end - meta_pos);
 		rc = io_pread_full(m->s->meta_fd, m->buf, n, meta_pos);
