@@ -293,7 +293,7 @@ section=$work/section.md
 	echo
 	echo "\"lag after\" is the largest, over the rounds, of the records the group had not committed once its members exited (0: every member read its partitions to the end and committed them). A \"bytes delivered\" ratio above 1.0000 means records were delivered more than once."
 	echo
-	echo "What is compared: the partition files are opened with \`keep_cache\`, so once warm the kernel serves \`cat t/0 ...\` from its page cache without asking the daemon. A group file is \`direct_io\`: every \`read()\` of \`cat\` (128 KiB) is a FUSE request, for which the daemon copies the next whole records of the member's partitions out of the log into the reply (\`fs/group.c\` \`member_read\`). With several members, the \`cat\`s join one after the other, and each join rebalances the group while the earlier ones read."
+	echo "What is compared: partition files and group files are both \`direct_io\` (docs/FILESYSTEM.md, \"Why direct_io\"): every \`read()\` of \`cat\` (128 KiB) is one FUSE request answered by splicing from the segment files. For a group file the daemon also finds the member's position, cuts the read at a record boundary (one position-to-offset lookup) and appends the previous read's commit to the group's offsets log (\`fs/group.c\` \`member_read\`). With several members, the \`cat\`s join one after the other, and each join rebalances the group while the earlier ones read; members of one group read one at a time (the group lock is held for a whole read, so that a rebalance never splits a delivery)."
 	echo "<!-- $mark:end -->"
 } > "$section"
 
