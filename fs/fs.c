@@ -65,7 +65,6 @@ struct fh;
 
 struct fs {
 	struct broker *broker;
-	struct fuse_session *se;
 	pthread_mutex_t lock;       /* protects views and open_files */
 	struct view *views;
 	uint64_t next_view;
@@ -1831,11 +1830,6 @@ int fs_new(struct broker *b, struct fs **out)
 	fs->mount_time = time(NULL);
 	*out = fs;
 	return 0;
-}
-
-void fs_set_session(struct fs *fs, struct fuse_session *se)
-{
-	fs->se = se;
 }
 
 void fs_free(struct fs *fs)

@@ -19,7 +19,6 @@
 struct fs;
 
 int fs_new(struct broker *b, struct fs **out);
-void fs_set_session(struct fs *fs, struct fuse_session *se);
 const struct fuse_lowlevel_ops *fs_ops(void);
 
 /*

@@ -550,11 +550,6 @@ int groups_delete(struct groups *gs, const char *name)
 	return rc;
 }
 
-void group_put(struct group *g)
-{
-	(void)g; /* groups live as long as their topic */
-}
-
 const char *group_name(const struct group *g)
 {
 	return g->name;

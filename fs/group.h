@@ -34,13 +34,14 @@ int groups_open(struct topic *t, const char *topic_dir, struct groups **out);
 void groups_close(struct groups *gs);
 
 /*
- * The group named name, referenced; created in memory if unknown (it is
- * stored once it commits or is configured). -EINVAL for a bad name.
+ * The group named name, created in memory if unknown (it is stored once
+ * it commits or is configured). -EINVAL for a bad name. Groups live as
+ * long as their topic: the pointers need no reference.
  */
 int groups_lookup(struct groups *gs, const char *name, struct group **out);
-/* The group with index i (its inode), referenced, or NULL. */
+/* The group with index i (its inode), or NULL. */
 struct group *groups_get(struct groups *gs, uint32_t index);
-/* Stored groups with index >= from, referenced, at most max. */
+/* Stored groups with index >= from, at most max. */
 unsigned groups_list(struct groups *gs, uint32_t from, struct group **out,
 		     unsigned max);
 /* Delete a stored group: -EBUSY while it has members. */
@@ -48,7 +49,6 @@ int groups_delete(struct groups *gs, const char *name);
 /* Evict members that have not read for max.poll.interval.ms. */
 void groups_tick(struct groups *gs, int64_t now_ms);
 
-void group_put(struct group *g);
 const char *group_name(const struct group *g);
 uint32_t group_index(const struct group *g);
 bool group_stored(struct group *g);

@@ -342,7 +342,6 @@ static int run(struct options *o, struct fuse_args *args,
 	se = fuse_session_new(args, fs_ops(), sizeof(*fs_ops()), fs);
 	if (!se)
 		goto out_fs; /* libfuse printed why (e.g. an unknown option) */
-	fs_set_session(fs, se);
 	if (fuse_set_signal_handlers(se) != 0)
 		goto out_session;
 	if (fuse_session_mount(se, co->mountpoint) != 0)
