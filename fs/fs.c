@@ -791,8 +791,10 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	rc = -EISDIR;
 	if (n.kind == K_ROOT || n.kind == K_TOPIC || n.kind == K_GROUPS)
 		goto out_put;
+	/* Partitions cannot be truncated (`>` fails as on chattr +a
+	 * files); .produce is a sink, so `>` simply writes records. */
 	rc = -EPERM;
-	if ((fi->flags & O_TRUNC) && acc != O_RDONLY)
+	if ((fi->flags & O_TRUNC) && acc != O_RDONLY && n.kind != K_PRODUCE)
 		goto out_put;
 	rc = -EACCES;
 	if ((n.kind == K_PRODUCE && acc != O_WRONLY) ||

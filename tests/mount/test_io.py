@@ -433,6 +433,16 @@ class TestConcurrentWriters(IoTest):
 
 
 class TestPartitioner(IoTest):
+    def test_truncating_redirect_into_produce_writes(self):
+        """`echo x > t/.produce` appends a record (O_TRUNC is ignored on
+        the sink), while `>` on a partition file still fails."""
+        self.topic()
+        self.sh("echo first >> t/.produce && echo second > t/.produce")
+        self.assertEqual(self.read("t", "0"), b"first\nsecond\n")
+        r = self.sh("echo third > t/0", check=False)
+        self.assertIn(b"Operation not permitted", r.stderr)
+        self.assertEqual(self.read("t", "0"), b"first\nsecond\n")
+
     def test_murmur2_matches_kafka_vectors(self):
         """The test's own murmur2 gives Kafka's published values."""
         vectors = {
