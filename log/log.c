@@ -1488,13 +1488,8 @@ static int cursor_load_batch(struct log_cursor *c, struct seg *s, uint64_t pos)
 		rc = codec_decompress(c->codec, b.h.codec, c->zbuf,
 				      b.h.logical_len, c->zstored,
 				      b.h.stored_len);
-	if (rc < 0) {
-		log_msg(c->log, LOG_ERR, "segment %020" PRIu64 ": batch at "
-			"position %" PRIu64 ": %s", s->base_offset, pos,
-			rc == -EIO ? "checksum or decompression failed" :
-			strerror(-rc));
-		return rc;
-	}
+	if (rc < 0)
+		return rc; /* reported by the caller */
 	seg_ref(s);
 	c->zseg = s;
 	c->zpos = b.h.pos;
@@ -1537,15 +1532,10 @@ ssize_t log_read(struct log_cursor *c, uint64_t *pos, size_t len,
 		if (end > at + (len - total))
 			end = at + (len - total);
 		if (s->codec == LOG_CODEC_NONE) {
+			/* A failure is the caller's to report (one line). */
 			rc = seg_verify_range(s, at, end);
-			if (rc < 0) {
-				log_msg(l, LOG_ERR, "segment %020" PRIu64
-					": read at position %" PRIu64 ": %s",
-					s->base_offset, at, rc == -EIO ?
-					"batch failed its checksum" :
-					strerror(-rc));
+			if (rc < 0)
 				break;
-			}
 			ext[n++] = (struct log_extent){
 				.fd = s->log_fd,
 				.off = at - s->base_pos,
@@ -1639,10 +1629,6 @@ int log_scrub(struct log *l)
 			seg_unref(s);
 			return -ENOMEM;
 		}
-		if (seg_bad_count(s) > 0)
-			log_msg(l, LOG_ERR, "segment %020" PRIu64 ": scrub found "
-				"%" PRIu32 " bad batch(es)", s->base_offset,
-				seg_bad_count(s));
 		bad += seg_bad_count(s);
 		seg_unref(s);
 	}

@@ -22,8 +22,10 @@
  *   -EROFS   a previous fsync, checkpoint or cleanup failed: the
  *            partition refuses appends until it is reopened (the
  *            "sticky" error)
- * Each failure is also reported once through the logger with the
- * partition's directory and the cause.
+ * Failures of appends and reads are returned, not logged: the caller
+ * reports them (one line, with its own names for the partition). The
+ * engine logs what only it sees: recovery, cuts, truncation, retention,
+ * and the sticky error.
  */
 #ifndef TOPICFS_LOG_LOG_H
 #define TOPICFS_LOG_LOG_H
@@ -222,7 +224,7 @@ ssize_t log_read_copy(struct log_cursor *c, uint64_t *pos, void *buf,
 /*
  * Check the checksum of every stored batch not yet checked since open
  * (what a background scrub does once per mount). Returns the number of
- * bad batches found in the whole log.
+ * bad batches found in the whole log; reporting them is the caller's.
  */
 int log_scrub(struct log *l);
 
