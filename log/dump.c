@@ -86,22 +86,33 @@ static int dump_index(struct dump_seg *d, uint64_t base_pos, FILE *out)
 	return bad;
 }
 
+/* Grow *buf to hold want bytes (checked headers bound them). */
+static int dump_reserve(void **buf, size_t *cap, size_t want)
+{
+	void *n;
+
+	if (*cap >= want)
+		return 0;
+	n = realloc(*buf, want ? want : 1);
+	if (!n)
+		return -ENOMEM;
+	*buf = n;
+	*cap = want;
+	return 0;
+}
+
 static int dump_segment(int dir_fd, uint64_t base, bool verify, FILE *out)
 {
 	struct dump_seg d = { dir_fd, base, -1, -1, -1, 0, 0, 0 };
 	uint8_t sh_raw[SEG_HDR_SIZE], hdr[BATCH_HDR_SIZE];
-	uint32_t *lens = malloc(4ull * LOG_BATCH_RECORDS_MAX);
-	uint8_t *stored = malloc(codec_bound(LOG_CODEC_ZSTD, LOG_BATCH_BYTES_MAX) +
-				 codec_bound(LOG_CODEC_LZ4, LOG_BATCH_BYTES_MAX));
+	uint32_t *lens = NULL;
+	uint8_t *stored = NULL;
+	size_t lens_cap = 0, stored_cap = 0;
 	uint64_t meta_pos = SEG_HDR_SIZE, next_off, next_pos, data_pos = 0;
 	struct seg_hdr sh;
 	char name[64];
 	int bad = 0;
 
-	if (!lens || !stored) {
-		bad = -ENOMEM;
-		goto out;
-	}
 	seg_file_name(name, sizeof(name), base, "meta");
 	d.meta_fd = dump_open(dir_fd, name, &d.meta_size);
 	seg_file_name(name, sizeof(name), base, "log");
@@ -142,7 +153,12 @@ static int dump_segment(int dir_fd, uint64_t base, bool verify, FILE *out)
 		else if ((int64_t)(meta_pos + batch_meta_size(h.count)) > d.meta_size ||
 			 (int64_t)(h.data_pos + h.stored_len) > d.log_size)
 			state = "bad (truncated)";
-		else {
+		else if (dump_reserve((void **)&lens, &lens_cap, 4ull * h.count) < 0 ||
+			 dump_reserve((void **)&stored, &stored_cap,
+				      h.stored_len) < 0) {
+			bad = -ENOMEM;
+			goto out;
+		} else {
 			struct seg fake = { .meta_fd = d.meta_fd, .log_fd = d.log_fd };
 			if (seg_read_batch(&fake, &b, lens, stored) < 0)
 				state = "bad (crc mismatch)";
