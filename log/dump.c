@@ -86,21 +86,6 @@ static int dump_index(struct dump_seg *d, uint64_t base_pos, FILE *out)
 	return bad;
 }
 
-/* Grow *buf to hold want bytes (checked headers bound them). */
-static int dump_reserve(void **buf, size_t *cap, size_t want)
-{
-	void *n;
-
-	if (*cap >= want)
-		return 0;
-	n = realloc(*buf, want ? want : 1);
-	if (!n)
-		return -ENOMEM;
-	*buf = n;
-	*cap = want;
-	return 0;
-}
-
 static int dump_segment(int dir_fd, uint64_t base, bool verify, FILE *out)
 {
 	struct dump_seg d = { dir_fd, base, -1, -1, -1, 0, 0, 0 };
@@ -153,8 +138,8 @@ static int dump_segment(int dir_fd, uint64_t base, bool verify, FILE *out)
 		else if ((int64_t)(meta_pos + batch_meta_size(h.count)) > d.meta_size ||
 			 (int64_t)(h.data_pos + h.stored_len) > d.log_size)
 			state = "bad (truncated)";
-		else if (dump_reserve((void **)&lens, &lens_cap, 4ull * h.count) < 0 ||
-			 dump_reserve((void **)&stored, &stored_cap,
+		else if (io_buf_reserve((void **)&lens, &lens_cap, 4ull * h.count) < 0 ||
+			 io_buf_reserve((void **)&stored, &stored_cap,
 				      h.stored_len) < 0) {
 			bad = -ENOMEM;
 			goto out;

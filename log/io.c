@@ -243,3 +243,17 @@ void io_remove_tree(const char *path)
 {
 	nftw(path, io_remove_one, 16, FTW_DEPTH | FTW_PHYS);
 }
+
+int io_buf_reserve(void **buf, size_t *cap, size_t want)
+{
+	void *n;
+
+	if (*cap >= want)
+		return 0;
+	n = realloc(*buf, want ? want : 1);
+	if (!n)
+		return -ENOMEM;
+	*buf = n;
+	*cap = want;
+	return 0;
+}

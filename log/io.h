@@ -68,6 +68,12 @@ enum io_fault_op {
 
 void io_fault_inject(int op, int countdown, int err);
 
+/*
+ * Make *buf hold at least want bytes, keeping its contents (realloc; the
+ * capacity is remembered in *cap). 0 or -ENOMEM. Callers bound want.
+ */
+int io_buf_reserve(void **buf, size_t *cap, size_t want);
+
 /* rm -rf path (best effort: what cannot be removed is left). */
 void io_remove_tree(const char *path);
 

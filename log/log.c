@@ -135,21 +135,6 @@ static void log_msg(const struct log *l, int priority, const char *fmt, ...)
 	log_logger(priority, msg, log_logger_arg);
 }
 
-/* Make *buf hold at least want bytes (it keeps its contents). */
-static int buf_reserve(void **buf, size_t *cap, size_t want)
-{
-	void *n;
-
-	if (*cap >= want)
-		return 0;
-	n = realloc(*buf, want);
-	if (!n)
-		return -ENOMEM;
-	*buf = n;
-	*cap = want;
-	return 0;
-}
-
 static int64_t now_ms(void)
 {
 	struct timespec ts;
@@ -460,13 +445,7 @@ static int log_list_segments(struct log *l, uint64_t **out, uint32_t *n_out)
 
 static void log_remove_segment_files(struct log *l, uint64_t base)
 {
-	static const char *const exts[] = { "meta", "index", "log" };
-	char name[64];
-
-	for (size_t i = 0; i < 3; i++) {
-		seg_file_name(name, sizeof(name), base, exts[i]);
-		unlinkat(l->dir_fd, name, 0);
-	}
+	seg_unlink_files(l->dir_fd, base, "");
 	l->dir_dirty = true;
 }
 
@@ -803,7 +782,7 @@ static int log_write_batch(struct log *l, const uint8_t *payload, uint32_t len,
 	if (codec != LOG_CODEC_NONE) {
 		ssize_t z;
 		/* Grown to the largest batch compressed so far, no more. */
-		rc = buf_reserve((void **)&l->zbuf, &l->zcap,
+		rc = io_buf_reserve((void **)&l->zbuf, &l->zcap,
 				 codec_bound(codec, len));
 		if (rc < 0)
 			return rc;
@@ -1474,13 +1453,13 @@ static int cursor_load_batch(struct log_cursor *c, struct seg *s, uint64_t pos)
 	rc = seg_find_pos(s, pos, &b);
 	/* The header is checked: these sizes are within the batch limits. */
 	if (rc == 0)
-		rc = buf_reserve((void **)&c->zbuf, &c->zbuf_cap,
+		rc = io_buf_reserve((void **)&c->zbuf, &c->zbuf_cap,
 				 b.h.logical_len);
 	if (rc == 0)
-		rc = buf_reserve((void **)&c->zstored, &c->zstored_cap,
+		rc = io_buf_reserve((void **)&c->zstored, &c->zstored_cap,
 				 b.h.stored_len);
 	if (rc == 0)
-		rc = buf_reserve((void **)&c->zlens, &c->zlens_cap,
+		rc = io_buf_reserve((void **)&c->zlens, &c->zlens_cap,
 				 4ull * b.h.count);
 	if (rc == 0)
 		rc = seg_read_batch(s, &b, c->zlens, c->zstored);

@@ -44,7 +44,7 @@ static int seg_open_file(int dir_fd, uint64_t base, const char *ext, int flags)
 
 static const char *const seg_exts[] = { "meta", "index", "log" };
 
-static void seg_unlink_files(int dir_fd, uint64_t base, const char *suffix)
+void seg_unlink_files(int dir_fd, uint64_t base, const char *suffix)
 {
 	char name[64], full[80];
 

@@ -96,6 +96,10 @@ struct seg_batch {
 void seg_file_name(char *buf, size_t size, uint64_t base_offset,
 		   const char *ext);
 
+/* Unlink a segment's three files, their names ending in suffix ("" or
+ * ".deleted"); missing files are ignored. */
+void seg_unlink_files(int dir_fd, uint64_t base, const char *suffix);
+
 /* Create an empty segment's files (replacing stale ones of that name). */
 int seg_create(int dir_fd, uint64_t base_offset, uint64_t base_pos, int codec,
 	       int64_t now_ms, uint32_t idx_cap, struct seg **out);
