@@ -18,6 +18,18 @@
 
 struct fs;
 
+/*
+ * The largest FUSE read request: the kernel splits a bigger read() into
+ * requests of this size. Replies are spliced from the segment files
+ * through a pipe, and libfuse falls back to copying through its memory
+ * when a reply does not fit the pipe, whose size an unprivileged process
+ * cannot raise past /proc/sys/fs/pipe-max-size (1 MiB by default); half
+ * of that leaves room for the reply header and page fragments. The
+ * mount option max_read=FS_MAX_READ must be given as well (libfuse's
+ * fuse_conn_info.max_read).
+ */
+#define FS_MAX_READ (512u << 10)
+
 int fs_new(struct broker *b, struct fs **out);
 const struct fuse_lowlevel_ops *fs_ops(void);
 

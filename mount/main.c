@@ -339,6 +339,10 @@ static int run(struct options *o, struct fuse_args *args,
 	}
 	if (fs_new(broker, &fs) < 0)
 		goto out_broker;
+	char max_read[32];
+	snprintf(max_read, sizeof(max_read), "-omax_read=%u", FS_MAX_READ);
+	if (fuse_opt_add_arg(args, max_read) != 0)
+		goto out_fs;
 	se = fuse_session_new(args, fs_ops(), sizeof(*fs_ops()), fs);
 	if (!se)
 		goto out_fs; /* libfuse printed why (e.g. an unknown option) */

@@ -43,6 +43,33 @@ def is_mounted(path):
         return any(line.split()[4] == real for line in f)
 
 
+def daemon_state(pid):
+    """Where a stuck daemon is: user stacks (gdb), kernel stacks and the
+    FUSE connections' pending request counts."""
+    out = []
+    if shutil.which("gdb"):
+        r = subprocess.run(["gdb", "-batch", "-p", str(pid),
+                            "-ex", "thread apply all bt"],
+                           capture_output=True, text=True, timeout=60)
+        out.append(r.stdout[-20000:])
+    for tid in sorted(os.listdir(f"/proc/{pid}/task")):
+        for name in ("wchan", "stack"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/{name}") as f:
+                    out.append(f"task {tid} {name}: {f.read().strip()}")
+            except OSError:
+                pass
+    conns = "/sys/fs/fuse/connections"
+    if os.path.isdir(conns):
+        for c in sorted(os.listdir(conns)):
+            try:
+                with open(os.path.join(conns, c, "waiting")) as f:
+                    out.append(f"fuse connection {c}: {f.read().strip()} waiting")
+            except OSError:
+                pass
+    return "\n".join(out)
+
+
 def need(cond, why):
     """Skip outside CI when a prerequisite is missing; fail in CI."""
     if not cond:
@@ -88,13 +115,26 @@ class Mount:
         except OSError:
             return ""
 
+    def wait_exit(self, timeout=DEADLINE_S):
+        """Wait for the daemon to exit and return its status. If it does
+        not exit in time, fail with what it was doing: its log, each
+        thread's stack, and the kernel's count of requests it has not
+        answered."""
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"topicfs (pid {self.proc.pid}) did not exit within "
+                f"{timeout}s\n{self.log_text()}\n{daemon_state(self.proc.pid)}"
+            ) from None
+
     def unmount(self, timeout=DEADLINE_S):
         """fusermount3 -u and wait for the daemon to exit cleanly."""
         if self.proc is None:
             return None
         subprocess.run(["fusermount3", "-u", self.mnt], check=True,
                        capture_output=True)
-        rc = self.proc.wait(timeout=timeout)
+        rc = self.wait_exit(timeout)
         self.proc = None
         self.log.close()
         return rc

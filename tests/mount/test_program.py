@@ -256,7 +256,7 @@ class ProgramTest(ProgramBase):
         subprocess.run(f"echo kept >> {m.path('t', '0')}", shell=True,
                        check=True)
         m.proc.send_signal(signal.SIGKILL)
-        m.proc.wait(timeout=DEADLINE_S)
+        m.wait_exit()
         m.proc = None
         m.log.close()
         self.assertTrue(is_mounted(self.mnt))
@@ -273,7 +273,7 @@ class ProgramTest(ProgramBase):
     def test_stale_mountpoint_message(self):
         m = self.mount()
         m.proc.send_signal(signal.SIGKILL)
-        m.proc.wait(timeout=DEADLINE_S)
+        m.wait_exit()
         m.proc = None
         m.log.close()
         line = self.assertRefused([self.data, self.mnt])
@@ -418,7 +418,7 @@ class ProgramTest(ProgramBase):
         n = 500
         holder = self.start_holder(m, n)
         m.proc.send_signal(sig)
-        rc = m.proc.wait(timeout=DEADLINE_S)
+        rc = m.wait_exit()
         m.proc = None
         m.log.close()
         self.assertFalse(is_mounted(self.mnt),
@@ -438,7 +438,7 @@ class ProgramTest(ProgramBase):
         for sig in (signal.SIGTERM, signal.SIGINT):
             m = self.mount()
             m.proc.send_signal(sig)
-            rc = m.proc.wait(timeout=DEADLINE_S)
+            rc = m.wait_exit()
             m.proc = None
             m.log.close()
             self.assertEqual(rc, 0, f"exit status after {sig.name}\n"
@@ -472,7 +472,7 @@ class ProgramTest(ProgramBase):
         self.assertIsNone(m.proc.poll())
         holder.stdin.close()
         self.assertEqual(holder.wait(timeout=DEADLINE_S), 0)
-        self.assertEqual(m.proc.wait(timeout=DEADLINE_S), 0, m.log_text())
+        self.assertEqual(m.wait_exit(), 0, m.log_text())
         m.proc = None
         m.log.close()
         self.check_after_shutdown(n, extra=(b" and more\nlast bit", b""))

@@ -171,6 +171,50 @@ class TestCatHeadGrepDd(ReadTest):
                          b"".join(self.recs[5989:]))
 
 
+class TestLargeIO(ReadTest):
+    """Data files ask for 1 MiB I/O (st_blksize), so cat, cp and dd move
+    1 MiB per round trip; reads of that size come back whole, also when
+    the kernel splits them into several FUSE requests."""
+
+    MIB = 1 << 20
+
+    def test_blksize(self):
+        self.topic()
+        for name in ("0", "0@earliest", ".produce"):
+            self.assertEqual(os.stat(self.m.path("t", name)).st_blksize,
+                             self.MIB, name)
+
+    def test_one_mib_writes_and_reads(self):
+        for segment_bytes in (None, 256 << 10):
+            with self.subTest(segment_bytes=segment_bytes):
+                if segment_bytes:
+                    self.topic("s", segment_bytes=segment_bytes)
+                else:
+                    self.topic("s")
+                recs = lines(b"big", 0, 40000, pad=60)
+                data = b"".join(recs)
+                # 1 MiB writes that cut lines in two, as cat's do.
+                fd = os.open(self.m.path("s", "0"), os.O_WRONLY | os.O_APPEND)
+                try:
+                    for i in range(0, len(data), self.MIB):
+                        chunk = data[i:i + self.MIB]
+                        self.assertEqual(os.write(fd, chunk), len(chunk))
+                finally:
+                    os.close(fd)
+                self.assertEqual(self.attr("s/0", "log_end_offset"), len(recs))
+                fd = os.open(self.m.path("s", "0"), os.O_RDONLY)
+                try:
+                    got = []
+                    while (b := os.read(fd, self.MIB)):
+                        got.append(b)
+                finally:
+                    os.close(fd)
+                self.assertEqual(b"".join(got), data)
+                self.assertEqual([len(b) for b in got[:-1]],
+                                 [self.MIB] * (len(got) - 1))
+                os.rmdir(self.m.path("s"))
+
+
 class TestTailFollow(ReadTest):
     def follow(self, opts, path="t/0", extra=()):
         """Start tail with opts on path; the topic already holds 5 lines.
