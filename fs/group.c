@@ -916,6 +916,16 @@ static int start_offset(struct group *g, uint32_t p, const struct log_bounds *st
 	return 0;
 }
 
+/* The partition's bytes_out and records_out (.metrics). */
+static void count_out(struct group *g, uint32_t p, uint64_t bytes,
+		      uint64_t records)
+{
+	struct part_stats *s = part_stats(topic_part(g->gs->t, p));
+
+	atomic_fetch_add(&s->bytes_out, bytes);
+	atomic_fetch_add(&s->records_out, records);
+}
+
 /*
  * Describe the next records of the member's partitions, at most size
  * bytes. The group lock is held for the whole read, so that a rebalance
@@ -941,6 +951,8 @@ static ssize_t member_fill(struct group *g, struct member *m, size_t size,
 		if (got <= 0)
 			return got;
 		m->split_pos += (uint64_t)got;
+		count_out(g, m->split_p, (uint64_t)got,
+			  m->split_pos == m->split_end);
 		if (m->split_pos == m->split_end) {
 			m->split = false;
 			if (g->owner[m->split_p] == m) {
@@ -1020,6 +1032,7 @@ static ssize_t member_fill(struct group *g, struct member *m, size_t size,
 				return -EIO;
 		}
 		filled += (size_t)got;
+		count_out(g, p, (uint64_t)got, off_end - (uint64_t)start);
 		g->pos[p] = (int64_t)off_end;
 		g->pos_bytes[p] = (int64_t)(pos + (uint64_t)got);
 		if ((uint64_t)got < end - pos)

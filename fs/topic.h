@@ -32,7 +32,7 @@ struct topic;
 extern const uint64_t latency_bucket_us[LATENCY_BUCKETS];
 
 struct part_stats {
-	_Atomic uint64_t bytes_in, records_in, bytes_out, batches_in;
+	_Atomic uint64_t bytes_in, records_in, bytes_out, records_out, batches_in;
 	_Atomic uint64_t latency_count, latency_sum_us;
 	_Atomic uint64_t latency_bucket[LATENCY_BUCKETS + 1];
 };

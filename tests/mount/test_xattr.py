@@ -516,6 +516,39 @@ class TestMetrics(XattrTest):
         self.assertEqual(self.val(s3, "topicfs_bytes_out_total", "t", 0),
                          out0 + len(data))
 
+    def test_records_out(self):
+        """records_out counts the records read whole: by cat, by a reader
+        still holding its file open, never a record cut by the read's
+        edge, and by consumer group members."""
+        os.mkdir(self.m.path("t"))
+        recs = [b"record %04d %s\n" % (i, b"x" * (i % 50)) for i in range(3000)]
+        self.append(b"".join(recs), "t", "0")
+        def out(s):
+            return (self.val(s, "topicfs_records_out_total", "t", 0),
+                    self.val(s, "topicfs_bytes_out_total", "t", 0))
+        r0, b0 = out(self.metrics())
+        self.assertEqual(r0, 0)
+        self.sh("cat t/0 > /dev/null")
+        r1, b1 = out(self.metrics())
+        self.assertEqual((r1, b1 - b0), (3000, len(b"".join(recs))))
+        # An open file that read records 0..9 and 10 bytes of record 10.
+        cut = len(b"".join(recs[:10])) + 10
+        with open(self.m.path("t", "0"), "rb", buffering=0) as f:
+            self.assertEqual(f.read(cut), b"".join(recs)[:cut])
+            r2, _ = out(self.metrics())
+            self.assertEqual(r2, r1 + 10)
+            # Reading on counts record 10 once, and the next ones.
+            f.read(len(recs[10]) - 10 + len(recs[11]))
+            r3, _ = out(self.metrics())
+            self.assertEqual(r3, r1 + 12)
+        self.assertEqual(out(self.metrics())[0], r1 + 12)
+        # A read view from offset 2990 to the end: 10 records.
+        self.read("t", "0@2990")
+        self.assertEqual(out(self.metrics())[0], r1 + 22)
+        # A group member reads all 3000.
+        self.assertEqual(self.read("t", ".groups", "g"), b"".join(recs))
+        self.assertEqual(out(self.metrics())[0], r1 + 22 + 3000)
+
     def test_metrics_label_per_topic(self):
         """Each partition of each topic has its own series."""
         for name in ("a", "b.c", "d-e_f"):
