@@ -42,12 +42,12 @@
 /* Directory attributes may be cached; files change all the time. */
 #define DIR_ATTR_TIMEOUT 1.0
 /*
- * The preferred I/O size (st_blksize) of data files: the largest FUSE
- * request (max_write, and max_read through max_pages). Every read() and
- * write() of a direct_io file is a round trip to the daemon, and cat,
- * cp, grep and dd size their buffers from st_blksize (coreutils'
- * io_blksize), so this makes `cat f >> t/0` and `cat t/0` move 1 MiB per
- * round trip instead of 128 KiB.
+ * The preferred I/O size (st_blksize) of data files (partitions, views,
+ * .produce, group members): the largest write request (max_write), two
+ * read requests (FS_MAX_READ). Every read() and write() of a direct_io
+ * file is a round trip to the daemon, and cat, cp, grep and dd size
+ * their buffers from st_blksize (coreutils' io_blksize), so this makes
+ * `cat f >> t/0` and `cat t/0` move 1 MiB per call instead of 128 KiB.
  */
 #define DATA_IO_SIZE (1u << 20)
 
@@ -273,6 +273,8 @@ static void node_stat(struct fs *fs, fuse_ino_t ino, const struct node *n,
 	case K_GROUP:
 		st->st_mode = S_IFREG | 0444;
 		st->st_nlink = 1;
+		if (n->kind == K_GROUP)
+			st->st_blksize = DATA_IO_SIZE;
 		break;
 	case K_PRODUCE:
 		st->st_mode = S_IFREG | 0200;

@@ -180,7 +180,7 @@ class TestLargeIO(ReadTest):
 
     def test_blksize(self):
         self.topic()
-        for name in ("0", "0@earliest", ".produce"):
+        for name in ("0", "0@earliest", ".produce", ".groups/g"):
             self.assertEqual(os.stat(self.m.path("t", name)).st_blksize,
                              self.MIB, name)
 
