@@ -1,9 +1,10 @@
 #include "testutil.h"
 
 #include <fcntl.h>
-#include <ftw.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "io.h"
 
 char *tu_mkdtemp(void)
 {
@@ -17,19 +18,9 @@ char *tu_mkdtemp(void)
 	return path;
 }
 
-static int tu_rm_one(const char *p, const struct stat *st, int flag,
-		     struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	remove(p);
-	return 0;
-}
-
 void tu_rmdir(char *path)
 {
-	nftw(path, tu_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	io_remove_tree(path);
 	free(path);
 }
 

@@ -24,15 +24,20 @@
 
 /* ---- messages ---------------------------------------------------------- */
 
+static void bench_vnote(const char *fmt, va_list ap)
+{
+	fputs("bench: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
 void bench_die(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("bench: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	bench_vnote(fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	exit(1);
 }
 
@@ -40,11 +45,9 @@ void bench_note(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("bench: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	bench_vnote(fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 void bench_result(const char *name, const char *fmt, ...)

@@ -96,25 +96,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
-static uint32_t get32(const uint8_t *p)
-{
-	uint32_t v;
-	memcpy(&v, p, 4);
-	return v;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v;
-	memcpy(&v, p, 8);
-	return v;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, 4);
-}
-
 /* Take one length-prefixed part off the input. */
 static void take_part(const uint8_t **d, size_t *n, struct part *out)
 {
@@ -146,20 +127,20 @@ static void fix_meta(uint8_t *m, size_t len, const struct part *log)
 
 	if (len < SEG_HDR_SIZE)
 		return;
-	put32(m + 60, crc32c(0, m, 60));
+	fmt_put32(m + 60, crc32c(0, m, 60));
 	while (pos + BATCH_HDR_SIZE <= len) {
 		uint8_t *h = m + pos;
-		uint32_t count = get32(h + 40), stored_len = get32(h + 44);
-		uint64_t data_pos = get64(h + 24);
+		uint32_t count = fmt_get32(h + 40), stored_len = fmt_get32(h + 44);
+		uint64_t data_pos = fmt_get64(h + 24);
 		bool fits = count >= 1 && count <= LOG_BATCH_RECORDS_MAX &&
 			    pos + batch_meta_size(count) <= len;
 
 		if (fits && log->present && data_pos <= log->len &&
 		    stored_len <= log->len - data_pos) {
 			uint32_t crc = crc32c(0, h + BATCH_HDR_SIZE, 4ull * count);
-			put32(h + 56, crc32c(crc, log->p + data_pos, stored_len));
+			fmt_put32(h + 56, crc32c(crc, log->p + data_pos, stored_len));
 		}
-		put32(h + 4, crc32c(0, h + 8, BATCH_HDR_SIZE - 8));
+		fmt_put32(h + 4, crc32c(0, h + 8, BATCH_HDR_SIZE - 8));
 		if (!fits)
 			break;
 		pos += batch_meta_size(count);
@@ -185,7 +166,7 @@ static int parse(const uint8_t *d, size_t n, bool fix, struct fseg *segs)
 			if (fix)
 				fix_meta(s->meta, s->meta_part.len, &s->log);
 			if (s->meta_part.len >= 16)
-				s->base = get64(s->meta + 8);
+				s->base = fmt_get64(s->meta + 8);
 		}
 		k++;
 	}
