@@ -31,11 +31,12 @@
 #   TOPICFS_BIN          use this topicfs instead (no build)
 #   BENCH_OUT            report path (default docs/PERFORMANCE.md)
 # The section between "<!-- groups-bench:begin -->" and
-# "<!-- groups-bench:end -->" (or, without the markers, from its title to
-# the next "## " title) is replaced; the rest of the report is kept.
+# "<!-- groups-bench:end -->" is replaced (or appended); the rest of the
+# report is kept.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$here/report.sh"
 root=$(cd "$here/../.." && pwd)
 cd "$root"
 
@@ -258,11 +259,8 @@ done
 ratio1=$(awk -v a="${rate[1]}" -v b="$direct_rate" 'BEGIN { printf "%.2f", a / b }')
 met=$(awk -v r="$ratio1" 'BEGIN { print (r >= 0.5) ? "**met**" : "**not met**" }')
 
-command="tests/bench/groups_bench.sh"
-[[ -n "${GROUPS_BENCH_BYTES:-}" ]] && command="GROUPS_BENCH_BYTES=$GROUPS_BENCH_BYTES $command"
-[[ "${BENCH_QUICK:-}" == 1 ]] && command="BENCH_QUICK=1 $command"
-[[ -n "${BENCH_ROUNDS:-}" ]] && command="BENCH_ROUNDS=$BENCH_ROUNDS $command"
-[[ -n "${TOPICFS_BIN:-}" ]] && command="TOPICFS_BIN=$TOPICFS_BIN $command"
+command=$(report_command tests/bench/groups_bench.sh TOPICFS_BIN BENCH_ROUNDS \
+	BENCH_QUICK GROUPS_BENCH_BYTES)
 rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 [[ -n "$(git status --porcelain 2>/dev/null)" ]] && rev="$rev (with uncommitted changes in the working tree)"
 fs=$(findmnt -n -o FSTYPE -T "$parent" 2>/dev/null || echo unknown)
@@ -293,37 +291,11 @@ section=$work/section.md
 	echo
 	echo "\"lag after\" is the largest, over the rounds, of the records the group had not committed once its members exited (0: every member read its partitions to the end and committed them). A \"bytes delivered\" ratio above 1.0000 means records were delivered more than once."
 	echo
-	echo "What is compared: partition files and group files are both \`direct_io\` (docs/FILESYSTEM.md, \"Why direct_io\"): every \`read()\` of \`cat\` (128 KiB) is one FUSE request answered by splicing from the segment files. For a group file the daemon also finds the member's position, cuts the read at a record boundary (one position-to-offset lookup) and appends the previous read's commit to the group's offsets log (\`fs/group.c\` \`member_read\`). With several members, the \`cat\`s join one after the other, and each join rebalances the group while the earlier ones read; members of one group read one at a time (the group lock is held for a whole read, so that a rebalance never splits a delivery)."
+	echo "What is compared: partition files and group files are both \`direct_io\` (docs/FILESYSTEM.md, \"Why direct_io\"): every \`read()\` of \`cat\` (1 MiB, from \`st_blksize\`) is two 512 KiB FUSE requests answered by splicing from the segment files (it was one 128 KiB request per \`read()\` before 2026-11-24, when one member reached 0.54). For a group file the daemon also finds the member's position, cuts the read at a record boundary (one position-to-offset lookup) and appends the previous read's commit to the group's offsets log (\`fs/group.c\` \`member_read\`). With several members, the \`cat\`s join one after the other, and each join rebalances the group while the earlier ones read; members of one group read one at a time (the group lock is held for a whole read, so that a rebalance never splits a delivery)."
 	echo "<!-- $mark:end -->"
 } > "$section"
 
 cat "$section"
 
-# Replace our section of the report (between our markers, or from our
-# title to the next "## " title), or append it.
-tmp=$out_md.groups.tmp
-if [[ -f "$out_md" ]] && grep -q "<!-- $mark:begin -->" "$out_md"; then
-	awk -v sec="$section" -v mark="$mark" '
-		$0 == "<!-- " mark ":begin -->" {
-			while ((getline line < sec) > 0) print line
-			skip = 1; next
-		}
-		$0 == "<!-- " mark ":end -->" { skip = 0; next }
-		!skip
-	' "$out_md" > "$tmp"
-elif [[ -f "$out_md" ]] && grep -qxF "$title" "$out_md"; then
-	awk -v sec="$section" -v title="$title" '
-		$0 == title {
-			while ((getline line < sec) > 0) print line
-			skip = 1; next
-		}
-		skip && (/^## / || /^<!-- .*:begin -->$/) { skip = 0 }
-		!skip
-	' "$out_md" > "$tmp"
-elif [[ -f "$out_md" ]]; then
-	{ cat "$out_md"; echo; cat "$section"; } > "$tmp"
-else
-	{ printf '# Performance\n\n'; cat "$section"; } > "$tmp"
-fi
-mv "$tmp" "$out_md"
+report_install "$out_md" "$section" "$mark"
 say "wrote the section \"${title#\#\# }\" of $out_md"

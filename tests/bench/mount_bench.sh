@@ -39,6 +39,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$here/report.sh"
 root=$(cd "$here/../.." && pwd)
 cd "$root"
 
@@ -81,16 +82,7 @@ small_bytes=$(( $(bytes_of "${MOUNT_BENCH_SMALL_BYTES:-2M}") / 100 * 100 ))
 [[ $(id -u) -eq 0 ]] || die "needs root (drop_caches, mounting)"
 command -v fusermount3 >/dev/null || die "fusermount3 is missing"
 
-command_line() {
-	local v cmd=""
-	for v in "${settings[@]}"; do
-		if [[ -n "${!v:-}" ]]; then
-			cmd+="$v=${!v} "
-		fi
-	done
-	printf '%stests/bench/mount_bench.sh' "$cmd"
-}
-the_command=$(command_line)
+the_command=$(report_command tests/bench/mount_bench.sh "${settings[@]}")
 
 # ---- build (release) ---------------------------------------------------------
 
@@ -168,6 +160,10 @@ calc() { awk "BEGIN { printf \"$1\", $2 }"; }
 verdict() { if awk "BEGIN { exit !($1) }"; then echo "**met**"; else echo "**not met**"; fi; }
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
+# Untimed before each timed write or cold read: host-backed memory for the
+# page cache it fills (tests/bench/prefault.c says why).
+fresh_memory() { "$prefault" $((2 * big_bytes)); }
+
 append_to() { cat "$1" >> "$2"; }
 read_all() { cat "$1" > /dev/null; }
 tail_once() { tail -n 10 "$1" > /dev/null; }
@@ -198,17 +194,15 @@ for ((r = 1; r <= append_rounds; r++)); do
 	rm -f "$plain/append"
 	mkdir "$mnt/a$r"
 	sync
-	# Untimed before each run: host-backed memory for its page cache
-	# (tests/bench/prefault.c says why).
 	if ((r % 2)); then
-		"$prefault" $((2 * big_bytes))
+		fresh_memory
 		ap+=("$(elapsed append_to "$src" "$plain/append")"); sync
-		"$prefault" $((2 * big_bytes))
+		fresh_memory
 		af+=("$(elapsed append_to "$src" "$mnt/a$r/0")"); sync
 	else
-		"$prefault" $((2 * big_bytes))
+		fresh_memory
 		af+=("$(elapsed append_to "$src" "$mnt/a$r/0")"); sync
-		"$prefault" $((2 * big_bytes))
+		fresh_memory
 		ap+=("$(elapsed append_to "$src" "$plain/append")"); sync
 	fi
 	[[ $(stat -c %s "$mnt/a$r/0") -eq $big_bytes ]] || die "partition a$r has the wrong size"
@@ -226,13 +220,13 @@ say "2. cat > /dev/null, cold and warm, $rounds rounds"
 rpc=() rpw=() rfc=() rfw=()
 for ((r = 1; r <= rounds; r++)); do
 	drop_caches
-	"$prefault" $((2 * big_bytes))
+	fresh_memory
 	rpc+=("$(elapsed read_all "$plain/append")")
 	rpw+=("$(elapsed read_all "$plain/append")")
 	umount_fs
 	mount_fs
 	drop_caches
-	"$prefault" $((2 * big_bytes))
+	fresh_memory
 	rfc+=("$(elapsed read_all "$mnt/a1/0")")
 	rfw+=("$(elapsed read_all "$mnt/a1/0")")
 done
@@ -329,17 +323,6 @@ rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 [[ -z "$(git status --porcelain 2>/dev/null)" ]] || rev+=" (with uncommitted changes in the working tree)"
 cpu=$(lscpu 2>/dev/null | awk -F: '/^Model name/{gsub(/^ +/, "", $2); print $2; exit}')
 
-# The hand-written analysis of the current section, carried over.
-analysis() {
-	if [[ -f "$doc" ]] && grep -q '<!-- mount-analysis:begin -->' "$doc"; then
-		sed -n '/<!-- mount-analysis:begin -->/,/<!-- mount-analysis:end -->/p' "$doc"
-	else
-		printf '%s\n' '<!-- mount-analysis:begin -->' \
-			'(No analysis written yet: explain here what the figures mean.)' \
-			'<!-- mount-analysis:end -->'
-	fi
-}
-
 report() {
 	cat <<EOF
 ## Mount (issue 3)
@@ -433,7 +416,7 @@ Cold rounds (ms): big $(list_ms "${cb[@]}"); small $(list_ms "${cs[@]}").
 
 ### Analysis
 
-$(analysis)
+$(report_analysis "$doc" mount-analysis)
 <!-- mount-bench:end -->
 EOF
 }
@@ -442,24 +425,6 @@ report > "$work/report.md"
 cat "$work/report.md"
 
 if ((update_doc)); then
-	if [[ -f "$doc" ]] && grep -q '<!-- mount-bench:begin -->' "$doc"; then
-		# Replace from the section heading to the end marker.
-		awk -v rep="$work/report.md" '
-			/^## Mount \(issue 3\)$/ { skip = 1; while ((getline l < rep) > 0) print l; next }
-			skip && /<!-- mount-bench:end -->/ { skip = 0; next }
-			!skip { print }' "$doc" > "$doc.tmp"
-		mv "$doc.tmp" "$doc"
-	elif [[ -f "$doc" ]]; then
-		printf '\n' >> "$doc"
-		cat "$work/report.md" >> "$doc"
-	else
-		{
-			echo "# Performance"
-			echo
-			echo "(The log engine sections are written by tests/bench/run.sh.)"
-			echo
-			cat "$work/report.md"
-		} > "$doc"
-	fi
+	report_install "$doc" "$work/report.md" mount-bench "## Mount (issue 3)"
 	say "updated $doc"
 fi

@@ -34,6 +34,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$here/report.sh"
 root=$(cd "$here/../.." && pwd)
 cd "$root"
 
@@ -65,16 +66,6 @@ build() {
 
 # ---- facts about the run -------------------------------------------------
 
-command_line() {
-	local v cmd=""
-	for v in "${settings[@]}"; do
-		if [[ -n "${!v:-}" ]]; then
-			cmd+="$v=${!v} "
-		fi
-	done
-	printf '%stests/bench/run.sh' "$cmd"
-}
-
 fs_of() {
 	findmnt -n -o FSTYPE -T "$1" 2>/dev/null || df -T "$1" | awk 'NR==2{print $2}'
 }
@@ -97,17 +88,6 @@ git_state() {
 }
 
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
-
-# The hand-written analysis of the current report, or a placeholder.
-analysis() {
-	if [[ -f "$out_md" ]] && grep -q "<!-- $analysis_mark:begin -->" "$out_md"; then
-		sed -n "/<!-- $analysis_mark:begin -->/,/<!-- $analysis_mark:end -->/p" "$out_md"
-	else
-		printf '%s\n' "<!-- $analysis_mark:begin -->" \
-			'(No analysis written yet: explain here what the figures mean.)' \
-			"<!-- $analysis_mark:end -->"
-	fi
-}
 
 # ---- the report ----------------------------------------------------------
 
@@ -279,29 +259,8 @@ EOF
 	compose_tables < "$raw_dir/results.txt"
 	echo "### Analysis"
 	echo
-	analysis
+	report_analysis "$out_md" "$analysis_mark"
 	echo "<!-- $section_mark:end -->"
-}
-
-# Put section file $1 into the report: in place of our old section, or
-# after what is there, or as a new file.
-install_section() {
-	local section=$1 tmp="$out_md.tmp"
-	if [[ -f "$out_md" ]] && grep -q "<!-- $section_mark:begin -->" "$out_md"; then
-		awk -v sec="$section" -v mark="$section_mark" '
-			$0 == "<!-- " mark ":begin -->" {
-				while ((getline line < sec) > 0) print line
-				skip = 1; next
-			}
-			$0 == "<!-- " mark ":end -->" { skip = 0; next }
-			!skip
-		' "$out_md" > "$tmp"
-	elif [[ -f "$out_md" ]]; then
-		{ cat "$out_md"; echo; cat "$section"; } > "$tmp"
-	else
-		{ printf '# Performance\n\n'; cat "$section"; } > "$tmp"
-	fi
-	mv "$tmp" "$out_md"
 }
 
 # ---- main ----------------------------------------------------------------
@@ -337,10 +296,10 @@ main() {
 	cat "$raw_dir/append.txt" "$raw_dir/partition.txt" > "$raw_dir/results.txt"
 	compose "$started" "$((SECONDS - t0))" "$load0" "$load1" "$fs" \
 		"$(source_of "$work")" > "$raw_dir/section.md"
-	install_section "$raw_dir/section.md"
+	report_install "$out_md" "$raw_dir/section.md" "$section_mark"
 	say "wrote $out_md"
 }
 
 # Before main points BENCH_DIR at its own scratch directory.
-the_command=$(command_line)
+the_command=$(report_command tests/bench/run.sh "${settings[@]}")
 main "$@"
