@@ -185,6 +185,11 @@ class TestBadInput(FaultTest):
             with self.assertRaises(OSError) as cm:
                 os.write(fd, b"y" * 199 + b"\n")
             self.assertEqual(cm.exception.errno, errno.EMSGSIZE)
+            # Also when more lines follow it (the newline scan then takes
+            # the long line's end in a whole 64-byte block).
+            with self.assertRaises(OSError) as cm:
+                os.write(fd, b"y" * 199 + b"\n" + b"w\n" * 40)
+            self.assertEqual(cm.exception.errno, errno.EMSGSIZE)
             self.assertEqual(os.write(fd, b"second\n"), 7)
         finally:
             os.close(fd)

@@ -542,12 +542,18 @@ class TestMetrics(XattrTest):
             r3, _ = out(self.metrics())
             self.assertEqual(r3, r1 + 12)
         self.assertEqual(out(self.metrics())[0], r1 + 12)
+        # A reader that starts inside record 5 (dd skip=) and stops at the
+        # end of record 7 has read records 6 and 7 whole.
+        with open(self.m.path("t", "0"), "rb", buffering=0) as f:
+            f.seek(len(b"".join(recs[:5])) + 3)
+            f.read(len(b"".join(recs[5:8])) - 3)
+        self.assertEqual(out(self.metrics())[0], r1 + 14)
         # A read view from offset 2990 to the end: 10 records.
         self.read("t", "0@2990")
-        self.assertEqual(out(self.metrics())[0], r1 + 22)
+        self.assertEqual(out(self.metrics())[0], r1 + 24)
         # A group member reads all 3000.
         self.assertEqual(self.read("t", ".groups", "g"), b"".join(recs))
-        self.assertEqual(out(self.metrics())[0], r1 + 22 + 3000)
+        self.assertEqual(out(self.metrics())[0], r1 + 24 + 3000)
 
     def test_metrics_label_per_topic(self):
         """Each partition of each topic has its own series."""
