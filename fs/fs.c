@@ -105,7 +105,7 @@ struct fh {
 	bool writable;
 	uint8_t *partial;        /* an incomplete last record */
 	size_t plen, pcap;
-	uint8_t *scratch;        /* partial + new bytes, records grouped */
+	uint8_t *scratch;        /* .produce: partial + new bytes together */
 	size_t scap;
 	uint32_t *lens;
 	size_t lcap;
@@ -1054,26 +1054,33 @@ static int frame_lines(struct fh *fh, size_t max, const uint8_t *data,
 	}
 }
 
+/* The size of a binary frame: its 4-byte big-endian length and then that
+ * many bytes. */
+static size_t frame_size(const uint8_t h[4])
+{
+	return 4 + ((size_t)h[0] << 24 | (size_t)h[1] << 16 |
+		    (size_t)h[2] << 8 | h[3]);
+}
+
 /*
- * Cut data (len bytes) into records by the topic's framing: fills
- * fh->lens, returns the count in *n and the bytes of whole records in
- * *used (the rest is an incomplete record). -EMSGSIZE if a record (or the
- * incomplete rest) exceeds max.message.bytes.
+ * Cut data (len bytes) into records by the topic's framing: adds their
+ * lengths to fh->lens from index *n on, leaves the new count in *n and
+ * the bytes of whole records in *used (the rest is an incomplete record).
+ * -EMSGSIZE if a record (or the incomplete rest) exceeds
+ * max.message.bytes.
  */
 static int fh_frame(struct fh *fh, const struct topic_config *cfg,
 		    const uint8_t *data, size_t len, uint32_t *n, size_t *used)
 {
 	size_t at = 0;
-	uint32_t k = 0;
+	uint32_t k = *n;
 	int rc = 0;
 
 	if (cfg->framing == FRAMING_LINES) {
 		rc = frame_lines(fh, cfg->max_message_bytes, data, len, &k, &at);
 	} else {
 		while (rc == 0 && len - at >= 4) {
-			size_t rec = 4 + ((size_t)data[at] << 24 |
-					  (size_t)data[at + 1] << 16 |
-					  (size_t)data[at + 2] << 8 | data[at + 3]);
+			size_t rec = frame_size(data + at);
 			if (rec - 4 > cfg->max_message_bytes)
 				return -EMSGSIZE;
 			if (len - at < rec)
@@ -1129,15 +1136,15 @@ static void fh_note(struct fh *fh, uint32_t part,
 /*
  * .produce: send each record to its partition (murmur2 of the key, or
  * one rotating partition for all unkeyed records of this write), keeping
- * each partition's records in order. Records are regrouped by partition
- * into scratch space after the input.
+ * each partition's records in order. Each partition gets its records as
+ * pieces of data, one per run of neighbours going to it.
  */
 static int fh_route(struct fh *fh, const struct topic_config *cfg,
 		    const uint8_t *data, uint32_t n)
 {
 	uint32_t nparts = topic_partitions(fh->t), sticky = UINT32_MAX;
-	uint32_t *counts;
-	size_t total = 0;
+	uint32_t *counts, *lens;
+	struct iovec *runs;
 	int rc = 0;
 
 	if (grow(&fh->route, &fh->rcap, n, sizeof(*fh->route)) < 0)
@@ -1152,82 +1159,150 @@ static int fh_route(struct fh *fh, const struct topic_config *cfg,
 				sticky = topic_next_sticky(fh->t);
 			fh->route[i] = sticky;
 		}
-		total += fh->lens[i];
 	}
 	counts = calloc(nparts, sizeof(*counts));
-	if (!counts)
-		return -ENOMEM;
-	for (uint32_t i = 0; i < n; i++)
+	runs = malloc(n * sizeof(*runs));
+	lens = malloc(n * sizeof(*lens));
+	if (!counts || !runs || !lens)
+		rc = -ENOMEM;
+	for (uint32_t i = 0; rc == 0 && i < n; i++)
 		counts[fh->route[i]]++;
 	/* One partition at a time, in partition order. */
-	uint8_t *buf = malloc(total);
-	uint32_t *lens = malloc(n * sizeof(*lens));
-	if (!buf || !lens)
-		rc = -ENOMEM;
 	for (uint32_t p = 0; rc == 0 && p < nparts; p++) {
 		struct log_append_info info;
-		size_t len = 0;
 		uint32_t k = 0;
+		int nruns = 0;
 
 		if (counts[p] == 0)
 			continue;
 		for (uint32_t i = 0, at = 0; i < n; at += fh->lens[i], i++) {
 			if (fh->route[i] != p)
 				continue;
-			memcpy(buf + len, data + at, fh->lens[i]);
+			if (nruns > 0 && (const uint8_t *)runs[nruns - 1].iov_base +
+					 runs[nruns - 1].iov_len == data + at)
+				runs[nruns - 1].iov_len += fh->lens[i];
+			else
+				runs[nruns++] = (struct iovec){
+					(void *)(data + at), fh->lens[i] };
 			lens[k++] = fh->lens[i];
-			len += fh->lens[i];
 		}
-		rc = part_produce(topic_part(fh->t, p), buf, len, lens, k, &info);
+		rc = part_produce(topic_part(fh->t, p), runs, nruns, lens, k,
+				  &info);
 		if (rc == 0)
 			fh_note(fh, p, &info);
 	}
-	free(buf);
 	free(lens);
+	free(runs);
 	free(counts);
 	return rc;
 }
 
-/* Append the whole records among partial + buf; keep the rest partial. */
-static int fh_append(struct fh *fh, const uint8_t *buf, size_t size, bool final)
+/* Append the n records (fh->lens) whose bytes lie in the pieces iov. */
+static int fh_write_records(struct fh *fh, const struct topic_config *cfg,
+			    const struct iovec *iov, int iovcnt, uint32_t n)
+{
+	struct log_append_info info;
+	const uint8_t *data = iov[0].iov_base;
+	int rc;
+
+	if (fh->kind != K_PRODUCE) {
+		rc = part_produce(fh->p, iov, iovcnt, fh->lens, n, &info);
+		if (rc == 0)
+			fh_note(fh, part_index(fh->p), &info);
+		return rc;
+	}
+	if (iovcnt > 1) { /* keys are looked for in whole records */
+		size_t len = 0;
+		for (int i = 0; i < iovcnt; i++)
+			len += iov[i].iov_len;
+		if (grow(&fh->scratch, &fh->scap, len, 1) < 0)
+			return -ENOMEM;
+		for (int i = 0, at = 0; i < iovcnt; at += iov[i].iov_len, i++)
+			memcpy(fh->scratch + at, iov[i].iov_base, iov[i].iov_len);
+		data = fh->scratch;
+	}
+	return fh_route(fh, cfg, data, n);
+}
+
+/*
+ * How many bytes of buf (*take) complete the partial record that fh holds
+ * (fh->plen > 0), and whether they do (*done; if not, all of buf is part
+ * of it). -EMSGSIZE if it exceeds max.message.bytes.
+ */
+static int fh_complete(const struct fh *fh, const struct topic_config *cfg,
+		       const uint8_t *buf, size_t size, size_t *take,
+		       bool *done)
+{
+	size_t max = cfg->max_message_bytes, rec;
+	uint8_t h[4];
+	size_t have = 0;
+
+	if (cfg->framing == FRAMING_LINES) {
+		const uint8_t *nl = memchr(buf, '\n', size);
+		*done = nl != NULL;
+		*take = nl ? (size_t)(nl - buf) + 1 : size;
+		rec = fh->plen + *take;
+		return rec > (*done ? max : max + 4) ? -EMSGSIZE : 0;
+	}
+	/* Binary: the 4-byte length itself may be cut. */
+	for (; have < 4 && have < fh->plen; have++)
+		h[have] = fh->partial[have];
+	for (size_t i = 0; have < 4 && i < size; i++)
+		h[have++] = buf[i];
+	if (have < 4) {
+		*done = false;
+		*take = size;
+		return 0;
+	}
+	rec = frame_size(h);
+	if (rec - 4 > max)
+		return -EMSGSIZE;
+	*done = fh->plen + size >= rec;
+	*take = *done ? rec - fh->plen : size;
+	return 0;
+}
+
+/* Keep len bytes at data after the partial record. */
+static int fh_keep(struct fh *fh, const uint8_t *data, size_t len)
+{
+	if (len == 0)
+		return 0;
+	if (grow(&fh->partial, &fh->pcap, fh->plen + len, 1) < 0)
+		return -ENOMEM;
+	memcpy(fh->partial + fh->plen, data, len);
+	fh->plen += len;
+	return 0;
+}
+
+/*
+ * Append the whole records among the partial record and buf, and keep
+ * the rest as the partial record. Nothing is copied on the way: the
+ * record that completes the partial one is written from both places.
+ */
+static int fh_append(struct fh *fh, const uint8_t *buf, size_t size)
 {
 	struct topic_config cfg;
-	const uint8_t *data = buf;
-	size_t len = size, used;
-	uint32_t n;
-	int rc;
+	struct iovec iov[2];
+	size_t take = 0, used = 0;
+	uint32_t n = 0;
+	bool done;
+	int rc = 0;
 
 	topic_config(fh->t, &cfg);
 	if (fh->plen > 0) {
-		if (grow(&fh->scratch, &fh->scap, fh->plen + size, 1) < 0)
-			return -ENOMEM;
-		memcpy(fh->scratch, fh->partial, fh->plen);
-		if (size)
-			memcpy(fh->scratch + fh->plen, buf, size);
-		data = fh->scratch;
-		len = fh->plen + size;
+		rc = fh_complete(fh, &cfg, buf, size, &take, &done);
+		if (rc == 0 && !done)
+			return fh_keep(fh, buf, size);
+		if (rc == 0)
+			rc = frame_add(fh, &n, fh->plen + take, SIZE_MAX);
 	}
-	rc = fh_frame(fh, &cfg, data, len, &n, &used);
-	if (rc == 0 && final && used < len) {
-		if (cfg.framing == FRAMING_BINARY) {
-			rc = -EINVAL; /* a frame cut short: malformed */
-		} else { /* the last line, without its newline */
-			rc = grow(&fh->lens, &fh->lcap, n + 1, sizeof(*fh->lens));
-			if (rc == 0) {
-				fh->lens[n++] = (uint32_t)(len - used);
-				used = len;
-			}
-		}
-	}
+	if (rc == 0)
+		rc = fh_frame(fh, &cfg, buf + take, size - take, &n, &used);
 	if (rc == 0 && n > 0) {
-		if (fh->kind == K_PRODUCE) {
-			rc = fh_route(fh, &cfg, data, n);
-		} else {
-			struct log_append_info info;
-			rc = part_produce(fh->p, data, used, fh->lens, n, &info);
-			if (rc == 0)
-				fh_note(fh, part_index(fh->p), &info);
-		}
+		iov[0] = (struct iovec){ fh->partial, fh->plen };
+		iov[1] = (struct iovec){ (void *)buf, take + used };
+		rc = fh->plen > 0 ? fh_write_records(fh, &cfg, iov, 2, n)
+				  : fh_write_records(fh, &cfg, iov + 1, 1, n);
 	}
 	if (rc < 0) {
 		/*
@@ -1239,13 +1314,28 @@ static int fh_append(struct fh *fh, const uint8_t *buf, size_t size, bool final)
 			fh->plen = 0;
 		return rc;
 	}
-	if (len > used) {
-		if (grow(&fh->partial, &fh->pcap, len - used, 1) < 0)
-			return -ENOMEM;
-		memmove(fh->partial, data + used, len - used);
-	}
-	fh->plen = len - used;
-	return 0;
+	if (n > 0)
+		fh->plen = 0;
+	return fh_keep(fh, buf + take + used, size - take - used);
+}
+
+/* The partial record as a record of its own: a last line without its
+ * newline; a binary frame cut short is malformed (-EINVAL) and dropped. */
+static int fh_append_partial(struct fh *fh)
+{
+	struct topic_config cfg;
+	struct iovec iov = { fh->partial, fh->plen };
+	uint32_t n = 0;
+	int rc;
+
+	topic_config(fh->t, &cfg);
+	rc = cfg.framing == FRAMING_BINARY ? -EINVAL :
+	     frame_add(fh, &n, fh->plen, SIZE_MAX);
+	if (rc == 0)
+		rc = fh_write_records(fh, &cfg, &iov, 1, n);
+	if (rc == 0 || rc == -EMSGSIZE || rc == -EINVAL)
+		fh->plen = 0;
+	return rc;
 }
 
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
@@ -1264,7 +1354,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 	pthread_mutex_lock(&fh->lock);
 	fh->owner = fi->lock_owner;
 	rc = topic_deleted(fh->t) ? -ENOENT :
-	     fh_append(fh, (const uint8_t *)buf, size, false);
+	     fh_append(fh, (const uint8_t *)buf, size);
 	pthread_mutex_unlock(&fh->lock);
 	if (rc < 0) {
 		msg(LOG_WARNING, "%s: write of %zu bytes refused: %s",
@@ -1285,7 +1375,7 @@ static int fh_flush_partial(struct fh *fh)
 
 	pthread_mutex_lock(&fh->lock);
 	if (fh->plen > 0)
-		rc = fh_append(fh, NULL, 0, true);
+		rc = fh_append_partial(fh);
 	pthread_mutex_unlock(&fh->lock);
 	if (rc < 0)
 		msg(LOG_WARNING, "%s: incomplete record at close dropped: %s",

@@ -18,7 +18,8 @@
 #include "group.h"
 #include "io.h"
 
-/* A group-committed batch holds at most this many payload bytes. */
+/* A group commit appends at most this many payload bytes (one request
+ * alone may be larger). */
 #define GROUP_BYTES_MAX (8u << 20)
 #define TOPICS_DIR "topics"
 #define TRASH_DIR "trash"
@@ -31,7 +32,8 @@ const uint64_t latency_bucket_us[LATENCY_BUCKETS] = {
 
 /* One writer's records waiting to be appended (group commit). */
 struct append_req {
-	const uint8_t *payload;
+	const struct iovec *iov; /* the records' bytes, in pieces */
+	int iovcnt;
 	size_t len;
 	const uint32_t *lens;
 	uint32_t n;
@@ -51,9 +53,9 @@ struct part {
 	pthread_cond_t q_cond;
 	struct append_req *q_head, **q_tail;
 	bool appending;           /* a leader is committing a group */
-	uint8_t *gbuf;            /* the leader's copy buffer */
-	uint32_t *glens;
-	size_t glens_cap;
+	struct iovec *giov;       /* the leader's: every request's pieces */
+	uint32_t *glens;          /* and their record lengths */
+	size_t giov_bytes, glens_bytes;
 	uint64_t unflushed;       /* records since the last flush */
 	int64_t last_flush_ms;
 };
@@ -193,7 +195,7 @@ static int part_close(struct part *p, bool clean)
 		log_abandon(p->log);
 	pthread_mutex_destroy(&p->q_lock);
 	pthread_cond_destroy(&p->q_cond);
-	free(p->gbuf);
+	free(p->giov);
 	free(p->glens);
 	free(p);
 	return rc;
@@ -226,15 +228,17 @@ static void part_note_latency(struct part *p, uint64_t us)
 }
 
 /*
- * Append the queued requests from head on, as one batch when there are
- * several: copy them into gbuf. Called by the group leader without
- * q_lock. Returns the first request not taken (if the group was full).
+ * Append the queued requests from head on, as one append when there are
+ * several: their pieces and record lengths one after the other (the
+ * engine copies only batches made of many small pieces). Called by the
+ * group leader without q_lock. Returns the first request not taken (if
+ * the group was full).
  */
 static struct append_req *part_commit(struct part *p, struct append_req *head)
 {
 	struct append_req *r, *stop;
 	struct log_append_info info;
-	size_t len = 0;
+	size_t len = 0, pieces = 0;
 	uint32_t n = 0;
 	int rc;
 
@@ -243,35 +247,30 @@ static struct append_req *part_commit(struct part *p, struct append_req *head)
 			break;
 		len += stop->len;
 		n += stop->n;
+		pieces += (size_t)stop->iovcnt;
 	}
 	if (head->next == stop) {
-		rc = log_append(p->log, head->payload, head->len, head->lens,
-				head->n, NULL, &head->info);
+		rc = log_appendv(p->log, head->iov, head->iovcnt, head->lens,
+				 head->n, NULL, &head->info);
 		head->rc = rc;
 		goto out_hw;
 	}
-	rc = 0;
-	if (!p->gbuf)
-		p->gbuf = malloc(GROUP_BYTES_MAX);
-	if (p->glens_cap < n) {
-		uint32_t *nl = realloc(p->glens, n * sizeof(*nl));
-		if (nl) {
-			p->glens = nl;
-			p->glens_cap = n;
-		}
-	}
-	if (!p->gbuf || p->glens_cap < n)
-		rc = -ENOMEM;
+	rc = io_buf_reserve((void **)&p->giov, &p->giov_bytes,
+			    pieces * sizeof(*p->giov));
+	if (rc == 0)
+		rc = io_buf_reserve((void **)&p->glens, &p->glens_bytes,
+				    n * sizeof(*p->glens));
 	if (rc == 0) {
-		size_t at = 0;
+		size_t v = 0;
 		uint32_t k = 0;
 		for (r = head; r != stop; r = r->next) {
-			memcpy(p->gbuf + at, r->payload, r->len);
+			memcpy(p->giov + v, r->iov, r->iovcnt * sizeof(*r->iov));
 			memcpy(p->glens + k, r->lens, r->n * sizeof(*r->lens));
-			at += r->len;
+			v += (size_t)r->iovcnt;
 			k += r->n;
 		}
-		rc = log_append(p->log, p->gbuf, len, p->glens, n, NULL, &info);
+		rc = log_appendv(p->log, p->giov, (int)pieces, p->glens, n,
+				 NULL, &info);
 	}
 	for (r = head; r != stop; r = r->next) {
 		r->rc = rc;
@@ -293,14 +292,17 @@ out_hw:
 	return stop;
 }
 
-int part_produce(struct part *p, const uint8_t *payload, size_t len,
+int part_produce(struct part *p, const struct iovec *iov, int iovcnt,
 		 const uint32_t *lens, uint32_t n, struct log_append_info *info)
 {
-	struct append_req req = { payload, len, lens, n, 0, false, { 0 }, NULL };
+	struct append_req req = { .iov = iov, .iovcnt = iovcnt, .lens = lens,
+				  .n = n };
 	uint64_t t0 = mono_us();
 	struct topic_config cfg;
 	bool flush = false;
 
+	for (int i = 0; i < iovcnt; i++)
+		req.len += iov[i].iov_len;
 	pthread_mutex_lock(&p->q_lock);
 	*p->q_tail = &req;
 	p->q_tail = &req.next;

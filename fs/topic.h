@@ -106,12 +106,13 @@ uint32_t part_index(const struct part *p);
 struct part_stats *part_stats(struct part *p);
 
 /*
- * Append n records (lens, payload back to back) to the partition,
- * combined with whatever other writers append at the same moment into
- * one batch (group commit). On return the records are readable (high
- * watermark moved) and *info says which offsets they got.
+ * Append n records (lens; their bytes back to back in the iovcnt pieces
+ * of iov, a record may span pieces) to the partition, combined with
+ * whatever other writers append at the same moment into one append
+ * (group commit). On return the records are readable (high watermark
+ * moved) and *info says which offsets they got.
  */
-int part_produce(struct part *p, const uint8_t *payload, size_t len,
+int part_produce(struct part *p, const struct iovec *iov, int iovcnt,
 		 const uint32_t *lens, uint32_t n, struct log_append_info *info);
 
 /* fsync the partition (what fsync(2) on its file does). */

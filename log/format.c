@@ -84,11 +84,14 @@ int batch_hdr_decode(const uint8_t in[BATCH_HDR_SIZE], struct batch_hdr *h)
 	return 0;
 }
 
-uint32_t batch_crc(const uint32_t *lens, uint32_t count, const void *stored,
-		   size_t stored_len)
+uint32_t batch_crc(const uint32_t *lens, uint32_t count,
+		   const struct iovec *stored, int pieces)
 {
 	uint32_t crc = crc32c(0, lens, 4ull * count);
-	return crc32c(crc, stored, stored_len);
+
+	for (int i = 0; i < pieces; i++)
+		crc = crc32c(crc, stored[i].iov_base, stored[i].iov_len);
+	return crc;
 }
 
 int batch_check_lengths(const struct batch_hdr *h, const uint32_t *lens)

@@ -38,6 +38,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/uio.h>
 
 /* Fields of the on-disk records, little-endian like the hosts topicfs
  * builds on (format.c refuses the others). */
@@ -121,9 +122,10 @@ static inline uint64_t batch_meta_size(uint32_t count)
 	return BATCH_HDR_SIZE + 4ull * count;
 }
 
-/* crc32c over the lengths array and the stored payload. */
-uint32_t batch_crc(const uint32_t *lens, uint32_t count, const void *stored,
-		   size_t stored_len);
+/* crc32c over the lengths array and the stored payload, which may be
+ * given in pieces (the crc of their concatenation). */
+uint32_t batch_crc(const uint32_t *lens, uint32_t count,
+		   const struct iovec *stored, int pieces);
 
 /*
  * Check lengths against the header: each at least 1, summing to

@@ -79,6 +79,8 @@ struct log {
 	struct codec_ctx *codec;        /* append_lock */
 	uint8_t *zbuf;                  /* append_lock, compression output */
 	size_t zcap;
+	uint8_t *gather;                /* append_lock, a batch copied together */
+	size_t gather_cap;
 	int64_t last_ts;                /* append_lock */
 	_Atomic int64_t pub_max_ts;     /* last_ts as published to readers */
 	bool dir_dirty;                 /* append_lock: names not yet synced */
@@ -589,6 +591,7 @@ static void log_free(struct log *l)
 		close(l->dir_fd);
 	codec_ctx_free(l->codec);
 	free(l->zbuf);
+	free(l->gather);
 	free(l->path);
 	pthread_mutex_destroy(&l->flush_lock);
 	pthread_mutex_destroy(&l->append_lock);
@@ -768,17 +771,81 @@ static int log_roll(struct log *l, int64_t now)
 
 /* Write one batch of n records into the active segment, rolling first if
  * it is full. append_lock held. */
-static int log_write_batch(struct log *l, const uint8_t *payload, uint32_t len,
+/* A read position in an append's pieces. */
+struct iov_cursor {
+	const struct iovec *iov;
+	size_t off; /* into iov[0] */
+};
+
+/* The next bytes at c, at most max of them (some must remain). */
+static struct iovec iov_next(struct iov_cursor *c, size_t max)
+{
+	struct iovec v;
+
+	while (c->off == c->iov->iov_len) { /* empty pieces too */
+		c->iov++;
+		c->off = 0;
+	}
+	v.iov_base = (uint8_t *)c->iov->iov_base + c->off;
+	v.iov_len = c->iov->iov_len - c->off < max ? c->iov->iov_len - c->off
+						    : max;
+	c->off += v.iov_len;
+	return v;
+}
+
+/*
+ * The next len bytes at c as at most max pieces in out (*pieces of them),
+ * or else copied together into l->gather as one. Advances c.
+ */
+static int log_take(struct log *l, struct iov_cursor *c, size_t len,
+		    int max, struct iovec *out, int *pieces)
+{
+	struct iov_cursor from = *c;
+	size_t rest;
+	int k = 0, rc;
+
+	for (rest = len; rest > 0 && k <= max; k++) {
+		struct iovec v = iov_next(c, rest);
+		if (k < max)
+			out[k] = v;
+		rest -= v.iov_len;
+	}
+	if (rest == 0 && k <= max) {
+		*pieces = k;
+		return 0;
+	}
+	/* Bounded by batch_bytes: the largest batch copied so far. */
+	rc = io_buf_reserve((void **)&l->gather, &l->gather_cap, len);
+	if (rc < 0)
+		return rc;
+	*c = from;
+	for (rest = 0; rest < len;) {
+		struct iovec v = iov_next(c, len - rest);
+		memcpy(l->gather + rest, v.iov_base, v.iov_len);
+		rest += v.iov_len;
+	}
+	out[0] = (struct iovec){ l->gather, len };
+	*pieces = 1;
+	return 0;
+}
+
+/* Write the next batch: len bytes at c, records lens[0..n). */
+static int log_write_batch(struct log *l, struct iov_cursor *c, uint32_t len,
 			   const uint32_t *lens, uint32_t n, uint32_t epoch,
 			   int64_t ts, int64_t now)
 {
 	int codec = l->cfg.codec;
-	const void *stored = payload;
+	struct iovec stored[SEG_BATCH_PIECES];
 	uint32_t stored_len = len;
 	struct batch_hdr h;
 	struct seg *s;
-	int rc;
+	int pieces, rc;
 
+	/* A compressor takes its input in one piece. */
+	rc = log_take(l, c, len, codec == LOG_CODEC_NONE ? SEG_BATCH_PIECES : 1,
+		      stored, &pieces);
+	if (rc < 0)
+		return rc;
 	if (codec != LOG_CODEC_NONE) {
 		ssize_t z;
 		/* Grown to the largest batch compressed so far, no more. */
@@ -787,10 +854,10 @@ static int log_write_batch(struct log *l, const uint8_t *payload, uint32_t len,
 		if (rc < 0)
 			return rc;
 		z = codec_compress(l->codec, codec, l->cfg.zstd_level, l->zbuf,
-				   l->zcap, payload, len);
+				   l->zcap, stored[0].iov_base, len);
 		if (z < 0)
 			return (int)z;
-		stored = l->zbuf;
+		stored[0] = (struct iovec){ l->zbuf, (size_t)z };
 		stored_len = (uint32_t)z;
 	}
 	if (log_should_roll(l, log_active(l), stored_len, n, now)) {
@@ -814,7 +881,7 @@ static int log_write_batch(struct log *l, const uint8_t *payload, uint32_t len,
 		.epoch = epoch,
 		.codec = (uint8_t)codec,
 	};
-	return seg_write_batch(s, &h, lens, stored,
+	return seg_write_batch(s, &h, lens, stored, pieces,
 			       l->cfg.index_interval_bytes);
 }
 
@@ -848,8 +915,18 @@ int log_append(struct log *l, const void *payload, size_t len,
 	       const struct log_append_opts *opts,
 	       struct log_append_info *info)
 {
-	const uint8_t *p = payload;
-	uint64_t sum = 0;
+	struct iovec v = { (void *)payload, len };
+
+	return log_appendv(l, &v, 1, lens, n, opts, info);
+}
+
+int log_appendv(struct log *l, const struct iovec *iov, int iovcnt,
+		const uint32_t *lens, uint32_t n,
+		const struct log_append_opts *opts,
+		struct log_append_info *info)
+{
+	struct iov_cursor c = { iov, 0 };
+	uint64_t sum = 0, len = 0;
 	struct seg_tail saved;
 	uint32_t nsegs, epochs_n, epoch, i;
 	int64_t now, ts;
@@ -863,6 +940,8 @@ int log_append(struct log *l, const void *payload, size_t len,
 			return lens[i] ? -EMSGSIZE : -EINVAL;
 		sum += lens[i];
 	}
+	for (int k = 0; k < iovcnt; k++)
+		len += iov[k].iov_len;
 	if (sum != len)
 		return -EINVAL;
 
@@ -901,8 +980,8 @@ int log_append(struct log *l, const void *payload, size_t len,
 		while (j < n && j - i < LOG_BATCH_RECORDS_MAX &&
 		       (j == i || blen + lens[j] <= l->cfg.batch_bytes))
 			blen += lens[j++];
-		rc = log_write_batch(l, p, blen, lens + i, j - i, epoch, ts, now);
-		p += blen;
+		rc = log_write_batch(l, &c, blen, lens + i, j - i, epoch, ts,
+				     now);
 		i = j;
 	}
 	if (rc < 0) {

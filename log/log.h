@@ -34,6 +34,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include "codec.h"
 
@@ -133,6 +134,18 @@ int log_append(struct log *l, const void *payload, size_t len,
 	       const uint32_t *lens, uint32_t n,
 	       const struct log_append_opts *opts,
 	       struct log_append_info *info);
+
+/*
+ * log_append with the payload in pieces (iovcnt of them, the records'
+ * bytes being their concatenation; a record may span pieces). A batch
+ * is written straight from the pieces it spans when there are few of
+ * them; one spanning many small pieces, or to be compressed from several,
+ * is copied together first.
+ */
+int log_appendv(struct log *l, const struct iovec *iov, int iovcnt,
+		const uint32_t *lens, uint32_t n,
+		const struct log_append_opts *opts,
+		struct log_append_info *info);
 
 /* fsync everything appended so far and checkpoint the recovery point. */
 int log_flush(struct log *l);

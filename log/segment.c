@@ -342,22 +342,24 @@ static int seg_idx_reserve(struct seg *s, uint64_t end)
 }
 
 int seg_write_batch(struct seg *s, struct batch_hdr *h, const uint32_t *lens,
-		    const void *stored, uint32_t interval)
+		    const struct iovec *stored, int pieces, uint32_t interval)
 {
 	struct seg_tail *t = &s->w;
 	uint8_t hdr[BATCH_HDR_SIZE];
-	struct iovec iov[2];
+	struct iovec iov[SEG_BATCH_PIECES];
 	int rc;
 
 	assert(h->base_offset == t->end_offset && h->pos == t->end_pos);
 	assert(h->count >= 1 && h->count <= LOG_BATCH_RECORDS_MAX);
+	assert(pieces >= 1 && pieces <= SEG_BATCH_PIECES);
 	if (t->meta_end + batch_meta_size(h->count) > UINT32_MAX)
 		return -EFBIG;
 	h->data_pos = t->data_end;
-	h->crc = batch_crc(lens, h->count, stored, h->stored_len);
+	h->crc = batch_crc(lens, h->count, stored, pieces);
 	batch_hdr_encode(h, hdr);
 
-	rc = io_pwrite_full(s->log_fd, stored, h->stored_len, t->data_end);
+	memcpy(iov, stored, pieces * sizeof(*iov)); /* pwritev_full moves it */
+	rc = io_pwritev_full(s->log_fd, iov, pieces, t->data_end);
 	if (rc < 0)
 		return rc;
 	iov[0] = (struct iovec){ hdr, sizeof(hdr) };
@@ -913,7 +915,8 @@ int seg_read_batch(struct seg *s, const struct seg_batch *b, uint32_t *lens,
 				   b->h.data_pos);
 	if (rc < 0)
 		return rc;
-	if (batch_crc(lens, b->h.count, stored, b->h.stored_len) != b->h.crc)
+	struct iovec v = { stored, b->h.stored_len };
+	if (batch_crc(lens, b->h.count, &v, 1) != b->h.crc)
 		return -EIO;
 	return batch_check_lengths(&b->h, lens);
 }

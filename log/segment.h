@@ -136,13 +136,15 @@ int seg_recover(struct seg *s, uint64_t from_offset, uint32_t interval,
 /*
  * Append one batch whose header fields (base_offset, pos, max_ts, count,
  * logical_len, epoch, codec) are filled in; data_pos, stored_len and crc
- * are set here. stored is the payload as stored (compressed or not). The
- * new end is not published: call seg_publish after all batches of an
- * append are written. On error the files may hold a partial batch; the
- * caller undoes with seg_cut.
+ * are set here. stored is the payload as stored (compressed or not), in
+ * at most SEG_BATCH_PIECES pieces written back to back. The new end is not
+ * published: call seg_publish after all batches of an append are written.
+ * On error the files may hold a partial batch; the caller undoes with
+ * seg_cut.
  */
+#define SEG_BATCH_PIECES 8
 int seg_write_batch(struct seg *s, struct batch_hdr *h, const uint32_t *lens,
-		    const void *stored, uint32_t interval);
+		    const struct iovec *stored, int pieces, uint32_t interval);
 
 /* Make the appender's tail s->w visible to readers. Batches between the
  * old published end and the new one were checksummed as they were
