@@ -23,10 +23,7 @@
 #include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
-#ifdef __SSE2__
-#include <emmintrin.h>
-#endif
-
+#include "frame.h"
 #include "group.h"
 #include "msg.h"
 #include "topicfs_ioctl.h"
@@ -107,8 +104,7 @@ struct fh {
 	size_t plen, pcap;
 	uint8_t *scratch;        /* .produce: partial + new bytes together */
 	size_t scap;
-	uint32_t *lens;
-	size_t lcap;
+	struct frame_lens lens;  /* of the records being appended */
 	uint32_t *route;         /* .produce: partition of each record */
 	size_t rcap;
 	struct topicfs_last_write last;
@@ -845,7 +841,7 @@ static void fh_free(struct fh *fh)
 	pthread_mutex_destroy(&fh->lock);
 	free(fh->partial);
 	free(fh->scratch);
-	free(fh->lens);
+	frame_lens_free(&fh->lens);
 	free(fh->route);
 	free(fh->bv);
 	free(fh->mread);
@@ -992,108 +988,25 @@ static const char *fh_where(const struct fh *fh, char *buf, size_t size)
 	return buf;
 }
 
-/* One more record of rec bytes in fh->lens. */
-static int frame_add(struct fh *fh, uint32_t *k, size_t rec, size_t max)
-{
-	if (rec > max)
-		return -EMSGSIZE;
-	if (grow(&fh->lens, &fh->lcap, *k + 1, sizeof(*fh->lens)) < 0)
-		return -ENOMEM;
-	fh->lens[(*k)++] = (uint32_t)rec;
-	return 0;
-}
-
 /*
- * Lines: the newlines are found 64 bytes at a time with SSE2 (every
- * x86-64 has it) rather than one memchr() call per line, whose fixed
- * cost dominated for 100-byte lines (11% of the daemon's time in
- * `cat >>`); memchr() scans the rest, and everything elsewhere.
- */
-static int frame_lines(struct fh *fh, size_t max, const uint8_t *data,
-		       size_t len, uint32_t *k, size_t *at)
-{
-	size_t i = 0;
-	int rc;
-
-#ifdef __SSE2__
-	const __m128i nl = _mm_set1_epi8('\n');
-	uint32_t kk = *k;
-	size_t a = *at;
-
-	for (; i + 64 <= len; i += 64) {
-		uint64_t m = 0;
-		for (int j = 0; j < 4; j++) {
-			__m128i v = _mm_loadu_si128((const __m128i *)(data + i) + j);
-			m |= (uint64_t)(uint16_t)_mm_movemask_epi8(
-				_mm_cmpeq_epi8(v, nl)) << (16 * j);
-		}
-		if (!m)
-			continue;
-		/* Room for a newline in each of the 64 bytes. */
-		if (grow(&fh->lens, &fh->lcap, kk + 64, sizeof(*fh->lens)) < 0)
-			return -ENOMEM;
-		for (uint32_t *lens = fh->lens; m; m &= m - 1) {
-			size_t end = i + (size_t)__builtin_ctzll(m) + 1;
-			if (end - a > max)
-				return -EMSGSIZE;
-			lens[kk++] = (uint32_t)(end - a);
-			a = end;
-		}
-	}
-	*k = kk;
-	*at = a;
-#endif
-	for (;;) {
-		const uint8_t *p = memchr(data + i, '\n', len - i);
-		if (!p)
-			return 0;
-		i = (size_t)(p - data) + 1;
-		if ((rc = frame_add(fh, k, i - *at, max)) < 0)
-			return rc;
-		*at = i;
-	}
-}
-
-/* The size of a binary frame: its 4-byte big-endian length and then that
- * many bytes. */
-static size_t frame_size(const uint8_t h[4])
-{
-	return 4 + ((size_t)h[0] << 24 | (size_t)h[1] << 16 |
-		    (size_t)h[2] << 8 | h[3]);
-}
-
-/*
- * Cut data (len bytes) into records by the topic's framing: adds their
- * lengths to fh->lens from index *n on, leaves the new count in *n and
- * the bytes of whole records in *used (the rest is an incomplete record).
- * -EMSGSIZE if a record (or the incomplete rest) exceeds
- * max.message.bytes.
+ * Cut data (len bytes) into records by the topic's framing, adding their
+ * lengths to fh->lens; *used gets the bytes of whole records (the rest
+ * is an incomplete record). -EMSGSIZE if a record (or the incomplete
+ * rest) exceeds max.message.bytes.
  */
 static int fh_frame(struct fh *fh, const struct topic_config *cfg,
-		    const uint8_t *data, size_t len, uint32_t *n, size_t *used)
+		    const uint8_t *data, size_t len, size_t *used)
 {
-	size_t at = 0;
-	uint32_t k = *n;
-	int rc = 0;
+	size_t max = cfg->max_message_bytes, at = 0;
+	int rc;
 
-	if (cfg->framing == FRAMING_LINES) {
-		rc = frame_lines(fh, cfg->max_message_bytes, data, len, &k, &at);
-	} else {
-		while (rc == 0 && len - at >= 4) {
-			size_t rec = frame_size(data + at);
-			if (rec - 4 > cfg->max_message_bytes)
-				return -EMSGSIZE;
-			if (len - at < rec)
-				break;
-			rc = frame_add(fh, &k, rec, cfg->max_message_bytes + 4);
-			at += rec;
-		}
-	}
+	rc = cfg->framing == FRAMING_LINES ?
+	     frame_lines(&fh->lens, max, data, len, &at) :
+	     frame_binary(&fh->lens, max, data, len, &at);
 	if (rc < 0)
 		return rc;
-	if (len - at > cfg->max_message_bytes + 4)
+	if (len - at > max + 4)
 		return -EMSGSIZE;
-	*n = k;
 	*used = at;
 	return 0;
 }
@@ -1140,8 +1053,9 @@ static void fh_note(struct fh *fh, uint32_t part,
  * pieces of data, one per run of neighbours going to it.
  */
 static int fh_route(struct fh *fh, const struct topic_config *cfg,
-		    const uint8_t *data, uint32_t n)
+		    const uint8_t *data)
 {
+	uint32_t n = fh->lens.n;
 	uint32_t nparts = topic_partitions(fh->t), sticky = UINT32_MAX;
 	uint32_t *counts, *lens;
 	struct iovec *runs;
@@ -1149,10 +1063,10 @@ static int fh_route(struct fh *fh, const struct topic_config *cfg,
 
 	if (grow(&fh->route, &fh->rcap, n, sizeof(*fh->route)) < 0)
 		return -ENOMEM;
-	for (uint32_t i = 0, at = 0; i < n; at += fh->lens[i], i++) {
+	for (uint32_t i = 0, at = 0; i < n; at += fh->lens.v[i], i++) {
 		const uint8_t *key;
 		size_t klen;
-		if (record_key(cfg, data + at, fh->lens[i], &key, &klen)) {
+		if (record_key(cfg, data + at, fh->lens.v[i], &key, &klen)) {
 			fh->route[i] = partition_for_key(key, klen, nparts);
 		} else {
 			if (sticky == UINT32_MAX)
@@ -1175,16 +1089,16 @@ static int fh_route(struct fh *fh, const struct topic_config *cfg,
 
 		if (counts[p] == 0)
 			continue;
-		for (uint32_t i = 0, at = 0; i < n; at += fh->lens[i], i++) {
+		for (uint32_t i = 0, at = 0; i < n; at += fh->lens.v[i], i++) {
 			if (fh->route[i] != p)
 				continue;
 			if (nruns > 0 && (const uint8_t *)runs[nruns - 1].iov_base +
 					 runs[nruns - 1].iov_len == data + at)
-				runs[nruns - 1].iov_len += fh->lens[i];
+				runs[nruns - 1].iov_len += fh->lens.v[i];
 			else
 				runs[nruns++] = (struct iovec){
-					(void *)(data + at), fh->lens[i] };
-			lens[k++] = fh->lens[i];
+					(void *)(data + at), fh->lens.v[i] };
+			lens[k++] = fh->lens.v[i];
 		}
 		rc = part_produce(topic_part(fh->t, p), runs, nruns, lens, k,
 				  &info);
@@ -1197,16 +1111,17 @@ static int fh_route(struct fh *fh, const struct topic_config *cfg,
 	return rc;
 }
 
-/* Append the n records (fh->lens) whose bytes lie in the pieces iov. */
+/* Append the records of fh->lens, whose bytes lie in the pieces iov. */
 static int fh_write_records(struct fh *fh, const struct topic_config *cfg,
-			    const struct iovec *iov, int iovcnt, uint32_t n)
+			    const struct iovec *iov, int iovcnt)
 {
 	struct log_append_info info;
 	const uint8_t *data = iov[0].iov_base;
 	int rc;
 
 	if (fh->kind != K_PRODUCE) {
-		rc = part_produce(fh->p, iov, iovcnt, fh->lens, n, &info);
+		rc = part_produce(fh->p, iov, iovcnt, fh->lens.v, fh->lens.n,
+				  &info);
 		if (rc == 0)
 			fh_note(fh, part_index(fh->p), &info);
 		return rc;
@@ -1221,7 +1136,7 @@ static int fh_write_records(struct fh *fh, const struct topic_config *cfg,
 			memcpy(fh->scratch + at, iov[i].iov_base, iov[i].iov_len);
 		data = fh->scratch;
 	}
-	return fh_route(fh, cfg, data, n);
+	return fh_route(fh, cfg, data);
 }
 
 /*
@@ -1284,25 +1199,25 @@ static int fh_append(struct fh *fh, const uint8_t *buf, size_t size)
 	struct topic_config cfg;
 	struct iovec iov[2];
 	size_t take = 0, used = 0;
-	uint32_t n = 0;
 	bool done;
 	int rc = 0;
 
 	topic_config(fh->t, &cfg);
+	fh->lens.n = 0;
 	if (fh->plen > 0) {
 		rc = fh_complete(fh, &cfg, buf, size, &take, &done);
 		if (rc == 0 && !done)
 			return fh_keep(fh, buf, size);
 		if (rc == 0)
-			rc = frame_add(fh, &n, fh->plen + take, SIZE_MAX);
+			rc = frame_add(&fh->lens, fh->plen + take, SIZE_MAX);
 	}
 	if (rc == 0)
-		rc = fh_frame(fh, &cfg, buf + take, size - take, &n, &used);
-	if (rc == 0 && n > 0) {
+		rc = fh_frame(fh, &cfg, buf + take, size - take, &used);
+	if (rc == 0 && fh->lens.n > 0) {
 		iov[0] = (struct iovec){ fh->partial, fh->plen };
 		iov[1] = (struct iovec){ (void *)buf, take + used };
-		rc = fh->plen > 0 ? fh_write_records(fh, &cfg, iov, 2, n)
-				  : fh_write_records(fh, &cfg, iov + 1, 1, n);
+		rc = fh->plen > 0 ? fh_write_records(fh, &cfg, iov, 2)
+				  : fh_write_records(fh, &cfg, iov + 1, 1);
 	}
 	if (rc < 0) {
 		/*
@@ -1314,8 +1229,7 @@ static int fh_append(struct fh *fh, const uint8_t *buf, size_t size)
 			fh->plen = 0;
 		return rc;
 	}
-	if (n > 0)
-		fh->plen = 0;
+	fh->plen = 0; /* if it was not empty, it is a record now */
 	return fh_keep(fh, buf + take + used, size - take - used);
 }
 
@@ -1325,14 +1239,14 @@ static int fh_append_partial(struct fh *fh)
 {
 	struct topic_config cfg;
 	struct iovec iov = { fh->partial, fh->plen };
-	uint32_t n = 0;
 	int rc;
 
 	topic_config(fh->t, &cfg);
+	fh->lens.n = 0;
 	rc = cfg.framing == FRAMING_BINARY ? -EINVAL :
-	     frame_add(fh, &n, fh->plen, SIZE_MAX);
+	     frame_add(&fh->lens, fh->plen, SIZE_MAX);
 	if (rc == 0)
-		rc = fh_write_records(fh, &cfg, &iov, 1, n);
+		rc = fh_write_records(fh, &cfg, &iov, 1);
 	if (rc == 0 || rc == -EMSGSIZE || rc == -EINVAL)
 		fh->plen = 0;
 	return rc;
