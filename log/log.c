@@ -769,8 +769,6 @@ static int log_roll(struct log *l, int64_t now)
 	return 0;
 }
 
-/* Write one batch of n records into the active segment, rolling first if
- * it is full. append_lock held. */
 /* A read position in an append's pieces. */
 struct iov_cursor {
 	const struct iovec *iov;
@@ -814,7 +812,7 @@ static int log_take(struct log *l, struct iov_cursor *c, size_t len,
 		*pieces = k;
 		return 0;
 	}
-	/* Bounded by batch_bytes: the largest batch copied so far. */
+	/* The largest batch copied so far: batch_bytes, or one record. */
 	rc = io_buf_reserve((void **)&l->gather, &l->gather_cap, len);
 	if (rc < 0)
 		return rc;
@@ -829,7 +827,8 @@ static int log_take(struct log *l, struct iov_cursor *c, size_t len,
 	return 0;
 }
 
-/* Write the next batch: len bytes at c, records lens[0..n). */
+/* Write one batch of n records (lens; len bytes at c) into the active
+ * segment, rolling first if it is full. append_lock held. */
 static int log_write_batch(struct log *l, struct iov_cursor *c, uint32_t len,
 			   const uint32_t *lens, uint32_t n, uint32_t epoch,
 			   int64_t ts, int64_t now)
