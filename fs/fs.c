@@ -81,6 +81,7 @@ struct fs {
 	uid_t uid;
 	gid_t gid;
 	time_t mount_time;
+	unsigned max_read;          /* bytes per read request */
 };
 
 /* What an inode names, with a reference on its topic. */
@@ -1915,8 +1916,9 @@ static char *metrics_text(struct fs *fs, size_t *len)
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
-	/* Zero copy reads; no writeback cache (see docs/DESIGN-FS.md). */
+	struct fs *fs = userdata;
+
+	/* Zero copy reads; no writeback cache (docs/FILESYSTEM.md). */
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
 		conn->want |= FUSE_CAP_SPLICE_WRITE;
 	if (conn->capable & FUSE_CAP_SPLICE_MOVE)
@@ -1931,7 +1933,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	 */
 	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
 	conn->max_write = DATA_IO_SIZE;
-	conn->max_read = FS_MAX_READ;
+	conn->max_read = fs->max_read;
 	conn->max_readahead = DATA_IO_SIZE;
 }
 
@@ -1982,13 +1984,14 @@ const struct fuse_lowlevel_ops *fs_ops(void)
 	return &fs_operations;
 }
 
-int fs_new(struct broker *b, struct fs **out)
+int fs_new(struct broker *b, unsigned max_read, struct fs **out)
 {
 	struct fs *fs = calloc(1, sizeof(*fs));
 
 	if (!fs)
 		return -ENOMEM;
 	fs->broker = b;
+	fs->max_read = max_read;
 	pthread_mutex_init(&fs->lock, NULL);
 	fs->uid = getuid();
 	fs->gid = getgid();

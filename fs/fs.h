@@ -25,12 +25,12 @@ struct fs;
  * when a reply does not fit the pipe, whose size an unprivileged process
  * cannot raise past /proc/sys/fs/pipe-max-size (1 MiB by default); half
  * of that leaves room for the reply header and page fragments. The
- * mount option max_read=FS_MAX_READ must be given as well (libfuse's
- * fuse_conn_info.max_read).
+ * default; a user's -o max_read wins.
  */
 #define FS_MAX_READ (512u << 10)
 
-int fs_new(struct broker *b, struct fs **out);
+/* max_read: the mount option's value (libfuse wants both the same). */
+int fs_new(struct broker *b, unsigned max_read, struct fs **out);
 const struct fuse_lowlevel_ops *fs_ops(void);
 
 /*

@@ -47,6 +47,7 @@ struct options {
 	char *datadir;
 	char *mountpoint;
 	unsigned num_partitions;
+	unsigned max_read;      /* the user's -o max_read, or 0 */
 	int help;
 	int version;
 };
@@ -55,6 +56,9 @@ enum { KEY_HELP, KEY_VERSION };
 
 static const struct fuse_opt option_spec[] = {
 	{ "num.partitions=%u", offsetof(struct options, num_partitions), 0 },
+	/* Read, and left for libfuse, which needs it too. */
+	{ "max_read=%u", offsetof(struct options, max_read), 0 },
+	FUSE_OPT_KEY("max_read=", FUSE_OPT_KEY_KEEP),
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -337,12 +341,15 @@ static int run(struct options *o, struct fuse_args *args,
 			strerror(-err));
 		return 1;
 	}
-	if (fs_new(broker, &fs) < 0)
+	if (o->max_read == 0) { /* libfuse wants the same in init */
+		char opt[32];
+		o->max_read = FS_MAX_READ;
+		snprintf(opt, sizeof(opt), "-omax_read=%u", o->max_read);
+		if (fuse_opt_add_arg(args, opt) != 0)
+			goto out_broker;
+	}
+	if (fs_new(broker, o->max_read, &fs) < 0)
 		goto out_broker;
-	char max_read[32];
-	snprintf(max_read, sizeof(max_read), "-omax_read=%u", FS_MAX_READ);
-	if (fuse_opt_add_arg(args, max_read) != 0)
-		goto out_fs;
 	se = fuse_session_new(args, fs_ops(), sizeof(*fs_ops()), fs);
 	if (!se)
 		goto out_fs; /* libfuse printed why (e.g. an unknown option) */

@@ -215,6 +215,19 @@ class TestLargeIO(ReadTest):
                 os.rmdir(self.m.path("s"))
 
 
+class TestUserMaxRead(TestLargeIO):
+    """A user's -o max_read is the mount's (topicfs sets 512 KiB only when
+    none is given), and reads of 1 MiB still come back whole through
+    requests of that size."""
+    mount_opts = ("num.partitions=1", "max_read=65536")
+
+    def test_mount_option(self):
+        with open("/proc/self/mountinfo") as f:
+            line = next(l for l in f
+                        if l.split()[4] == os.path.realpath(self.m.mnt))
+        self.assertRegex(line, r"[ ,]max_read=65536(,|\s|$)")
+
+
 class TestTailFollow(ReadTest):
     def follow(self, opts, path="t/0", extra=()):
         """Start tail with opts on path; the topic already holds 5 lines.
