@@ -16,6 +16,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -247,6 +248,79 @@ static void node_put(struct node *n)
 	n->t = NULL;
 }
 
+/* What a node is, for log lines: "topic t partition 0" and the like. */
+static const char *node_where(const struct node *n, char *buf, size_t size)
+{
+	const char *t = n->t ? topic_name(n->t) : "";
+
+	switch (n->kind) {
+	case K_ROOT:
+		return "the mount's root";
+	case K_STATUS:
+		return ".status";
+	case K_METRICS:
+		return ".metrics";
+	case K_TOPIC:
+		snprintf(buf, size, "topic %s", t);
+		break;
+	case K_PART:
+	case K_VIEW:
+		snprintf(buf, size, "topic %s partition %" PRIu32 "%s", t,
+			 n->part, n->kind == K_VIEW ? " (a read view)" : "");
+		break;
+	case K_PRODUCE:
+		snprintf(buf, size, "topic %s .produce", t);
+		break;
+	case K_GROUPS:
+		snprintf(buf, size, "topic %s .groups", t);
+		break;
+	case K_GROUP:
+		snprintf(buf, size, "topic %s group %s", t, group_name(n->g));
+		break;
+	default:
+		snprintf(buf, size, "topic %s", t);
+	}
+	return buf;
+}
+
+/*
+ * Refuse a request about n with err, and say so in one log line: where
+ * (node_where), then what and why (fmt).
+ */
+__attribute__((format(printf, 4, 5)))
+static void refuse(fuse_req_t req, const struct node *n, int err,
+		   const char *fmt, ...)
+{
+	char where[300], why[400];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	msg(LOG_NOTICE, "%s: %s", node_where(n, where, sizeof(where)), why);
+	fuse_reply_err(req, err);
+}
+
+/* refuse() for a request naming an inode. */
+__attribute__((format(printf, 4, 5)))
+static void refuse_ino(fuse_req_t req, fuse_ino_t ino, int err,
+		       const char *fmt, ...)
+{
+	struct node n;
+	char why[400];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	if (node_get(fs_of(req), ino, &n) < 0) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	refuse(req, &n, err, "%s", why);
+	node_put(&n);
+}
+
 static void node_stat(struct fs *fs, fuse_ino_t ino, const struct node *n,
 		      struct stat *st)
 {
@@ -410,6 +484,15 @@ static int lookup_in_topic(fuse_req_t req, struct node *dir, const char *name)
 	rc = view_resolve(part_log(topic_part(dir->t, n.part)), at + 1, &pos);
 	if (rc == -EINVAL)
 		rc = -ENOENT; /* not a selector: no such file */
+	if (rc == -ERANGE) {
+		struct log_bounds b;
+		log_get_bounds(part_log(topic_part(dir->t, n.part)), &b);
+		n.kind = K_PART;
+		refuse(req, &n, ERANGE, "view %s refused: offset out of range "
+		       "(log start %" PRIu64 ", end %" PRIu64 ")", at,
+		       b.start_offset, b.hw);
+		return 0;
+	}
 	if (rc < 0)
 		return rc;
 	ino = view_add(fs, id, n.part, pos);
@@ -526,11 +609,14 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	(void)attr;
 	/* Partitions are append-only: no truncation, no mode changes.
 	 * Time updates (touch) are accepted and ignored. */
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		refuse_ino(req, ino, EPERM, "truncate refused: partitions are "
+			   "append-only");
+		return;
+	}
 	if (to_set & ~allowed) {
-		if (to_set & FUSE_SET_ATTR_SIZE)
-			msg(LOG_NOTICE, "truncate of inode %" PRIu64 " refused: "
-			    "partitions are append-only", (uint64_t)ino);
-		fuse_reply_err(req, EPERM);
+		refuse_ino(req, ino, EPERM, "change of mode or owner refused: "
+			   "topicfs files have fixed permissions");
 		return;
 	}
 	op_getattr(req, ino, fi);
@@ -682,7 +768,8 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 
 	(void)mode;
 	if (parent != INO_ROOT) {
-		fuse_reply_err(req, EPERM);
+		refuse_ino(req, parent, EPERM, "mkdir '%.64s' refused: topics "
+			   "are directories of the mount's root only", name);
 		return;
 	}
 	if (!topic_name_valid(name)) {
@@ -697,7 +784,11 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 		rc = n.t ? 0 : -ENOENT;
 	}
 	if (rc < 0) {
-		fuse_reply_err(req, -rc);
+		if (rc == -EEXIST)
+			fuse_reply_err(req, EEXIST); /* mkdir -p asks */
+		else
+			refuse_ino(req, parent, -rc, "mkdir '%s' failed: %s",
+				   name, strerror(-rc));
 		return;
 	}
 	msg(LOG_INFO, "topic %s created with %" PRIu32 " partition(s)", name,
@@ -711,18 +802,24 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	int rc;
 
 	if (parent != INO_ROOT) {
-		fuse_reply_err(req, EPERM);
+		refuse_ino(req, parent, EPERM, "rmdir '%.64s' refused: only "
+			   "topics can be removed", name);
 		return;
 	}
 	rc = broker_topic_delete(fs_of(req)->broker, name);
-	fuse_reply_err(req, -rc);
+	if (rc < 0 && rc != -ENOENT)
+		refuse_ino(req, parent, -rc, "rmdir of topic '%.64s' failed: "
+			   "%s", name, strerror(-rc));
+	else
+		fuse_reply_err(req, -rc);
 }
 
-static void op_eperm_name(fuse_req_t req, fuse_ino_t parent, const char *name)
+/* A new file in a directory: never (partitions are made by the topic). */
+static void refuse_new_file(fuse_req_t req, fuse_ino_t parent,
+			    const char *name)
 {
-	(void)parent;
-	(void)name;
-	fuse_reply_err(req, EPERM);
+	refuse_ino(req, parent, EPERM, "creating '%.64s' refused: a topic's "
+		   "files are its partitions, made by num.partitions", name);
 }
 
 /* rm MNT/t/.groups/<g> deletes a group; everything else is EPERM. */
@@ -732,10 +829,14 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	int rc;
 
 	rc = node_get(fs_of(req), parent, &dir);
-	if (rc == 0 && dir.kind == K_GROUPS)
+	if (rc == 0 && dir.kind != K_GROUPS) {
+		refuse(req, &dir, EPERM, "removing '%.64s' refused: partitions "
+		       "are append-only (rmdir removes a whole topic)", name);
+		node_put(&dir);
+		return;
+	}
+	if (rc == 0)
 		rc = groups_delete(topic_groups(dir.t), name);
-	else if (rc == 0)
-		rc = -EPERM;
 	node_put(&dir);
 	fuse_reply_err(req, -rc);
 }
@@ -744,12 +845,10 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		      fuse_ino_t newparent, const char *newname,
 		      unsigned int flags)
 {
-	(void)parent;
-	(void)name;
 	(void)newparent;
-	(void)newname;
 	(void)flags;
-	fuse_reply_err(req, EPERM);
+	refuse_ino(req, parent, EPERM, "renaming '%.64s' to '%.64s' refused: "
+		   "topics and partitions keep their names", name, newname);
 }
 
 static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
@@ -757,7 +856,7 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 {
 	(void)mode;
 	(void)rdev;
-	op_eperm_name(req, parent, name);
+	refuse_new_file(req, parent, name);
 }
 
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
@@ -765,7 +864,21 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 {
 	(void)mode;
 	(void)fi;
-	op_eperm_name(req, parent, name);
+	refuse_new_file(req, parent, name);
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+		       const char *name)
+{
+	(void)link;
+	refuse_new_file(req, parent, name);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+		    const char *newname)
+{
+	(void)ino;
+	refuse_new_file(req, newparent, newname);
 }
 
 /* ---- open and release --------------------------------------------------- */
@@ -870,13 +983,24 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		goto out_put;
 	/* Partitions cannot be truncated (`>` fails as on chattr +a
 	 * files); .produce is a sink, so `>` simply writes records. */
-	rc = -EPERM;
-	if ((fi->flags & O_TRUNC) && acc != O_RDONLY && n.kind != K_PRODUCE)
-		goto out_put;
-	rc = -EACCES;
-	if ((n.kind == K_PRODUCE && acc != O_WRONLY) ||
-	    (n.kind != K_PART && n.kind != K_PRODUCE && acc != O_RDONLY))
-		goto out_put;
+	if (n.kind == K_PRODUCE && acc != O_WRONLY) {
+		refuse(req, &n, EACCES, "open for reading refused: .produce "
+		       "is write-only (read the partitions)");
+		node_put(&n);
+		return;
+	}
+	if (n.kind != K_PART && n.kind != K_PRODUCE && acc != O_RDONLY) {
+		refuse(req, &n, EACCES, "open for writing refused: this file "
+		       "is read-only");
+		node_put(&n);
+		return;
+	}
+	if ((fi->flags & O_TRUNC) && acc != O_RDONLY && n.kind == K_PART) {
+		refuse(req, &n, EPERM, "open with O_TRUNC (`>`) refused: "
+		       "partitions are append-only, use `>>`");
+		node_put(&n);
+		return;
+	}
 	rc = -ENOMEM;
 	fh = calloc(1, sizeof(*fh));
 	if (!fh)
@@ -1634,6 +1758,43 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	free(list);
 }
 
+/* Why an xattr change was refused, for its log line. */
+static const char *xattr_cause(int rc)
+{
+	switch (rc) {
+	case -EINVAL:
+		return "not a valid value for it";
+	case -ENODATA:
+		return "no such setting here";
+	case -EPERM:
+		return "read-only state";
+	case -ENOTSUP:
+		return "only user.topicfs.* attributes exist";
+	default:
+		return strerror(-rc);
+	}
+}
+
+/* A value for a log line: at most size - 1 bytes, '?' for unprintable
+ * ones, "..." where it was cut; a final newline (echo) left out. */
+static const char *printable(const char *v, size_t len, char *buf,
+			     size_t size)
+{
+	bool cut;
+
+	if (len > 0 && v[len - 1] == '\n')
+		len--;
+	cut = len > size - 1;
+	if (cut)
+		len = size - 1;
+	for (size_t i = 0; i < len; i++)
+		buf[i] = v[i] >= 0x20 && v[i] < 0x7f ? v[i] : '?';
+	if (cut)
+		memcpy(buf + len - 3, "...", 3);
+	buf[len] = '\0';
+	return buf;
+}
+
 static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			const char *value, size_t size, int flags)
 {
@@ -1642,16 +1803,15 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 
 	(void)flags;
 	rc = node_get(fs_of(req), ino, &n);
-	if (rc < 0)
-		goto out_reply;
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
 	if (strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) != 0) {
 		rc = -ENOTSUP;
 	} else if (n.kind == K_TOPIC) {
 		rc = topic_config_set(n.t, name + strlen(XATTR_PREFIX), value,
 				      size);
-		if (rc == -EINVAL)
-			msg(LOG_NOTICE, "topic %s: bad value for %s",
-			    topic_name(n.t), name);
 	} else if (n.kind == K_GROUP) {
 		rc = group_setxattr(n.g, name + strlen(XATTR_PREFIX), value, size);
 	} else if (n.kind == K_PART) {
@@ -1662,9 +1822,15 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	} else {
 		rc = -ENOTSUP;
 	}
+	if (rc < 0) {
+		char shown[80];
+		refuse(req, &n, -rc, "setting %.200s to '%s' refused: %s", name,
+		       printable(value, size, shown, sizeof(shown)),
+		       xattr_cause(rc));
+	} else {
+		fuse_reply_err(req, 0);
+	}
 	node_put(&n);
-out_reply:
-	fuse_reply_err(req, -rc);
 }
 
 static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
@@ -1673,17 +1839,23 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	int rc;
 
 	rc = node_get(fs_of(req), ino, &n);
-	if (rc == 0) {
-		if (n.kind == K_TOPIC &&
-		    strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) == 0)
-			rc = topic_config_reset(n.t, name + strlen(XATTR_PREFIX));
-		else if (n.kind == K_PART)
-			rc = -EPERM;
-		else
-			rc = -ENODATA;
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
 	}
+	if (n.kind == K_TOPIC &&
+	    strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) == 0)
+		rc = topic_config_reset(n.t, name + strlen(XATTR_PREFIX));
+	else if (n.kind == K_PART)
+		rc = -EPERM;
+	else
+		rc = -ENODATA;
+	if (rc < 0)
+		refuse(req, &n, -rc, "removing %.200s refused: %s", name,
+		       xattr_cause(rc));
+	else
+		fuse_reply_err(req, 0);
 	node_put(&n);
-	fuse_reply_err(req, -rc);
 }
 
 /* ---- .status and .metrics ----------------------------------------------- */
@@ -1976,6 +2148,8 @@ static const struct fuse_lowlevel_ops fs_operations = {
 	.listxattr = op_listxattr,
 	.removexattr = op_removexattr,
 	.create = op_create,
+	.symlink = op_symlink,
+	.link = op_link,
 	.ioctl = op_ioctl,
 };
 

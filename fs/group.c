@@ -1258,8 +1258,5 @@ int group_setxattr(struct group *g, const char *name, const char *value,
 		rc = -EPERM;
 	}
 	pthread_mutex_unlock(&g->lock);
-	if (rc < 0 && rc != -ENODATA)
-		msg(LOG_NOTICE, "topic %s group %s: setting %s to '%s' refused: %s",
-		    topic_name(g->gs->t), g->name, name, v, strerror(-rc));
 	return rc;
 }

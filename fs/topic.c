@@ -506,9 +506,6 @@ static int topic_config_change(struct topic *t, const char *name,
 		rc = topic_open_parts(t);
 	}
 	pthread_mutex_unlock(&t->lock);
-	if (rc < 0 && rc != -ENODATA)
-		msg(LOG_WARNING, "topic %s: setting %s refused: %s",
-		       t->name, name, strerror(-rc));
 	return rc;
 }
 

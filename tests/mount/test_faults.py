@@ -282,6 +282,73 @@ class TestBadInput(FaultTest):
         self.assertErrno(errno.EINVAL, os.mkdir, self.m.path("a\nb"))
         self.assertEqual(len(self.log_since(mark)), 1, self.log_since(mark))
 
+    def test_every_refusal_is_one_log_line(self):
+        """CONTRACT section 9: every failure is an errno plus one line in
+        the daemon's log naming the topic (and partition) and the cause;
+        nothing stored changes."""
+        os.mkdir(self.m.path("t"))
+        self.sh("echo a >> t/0")
+        p = lambda *parts: self.m.path("t", *parts)
+        wr = os.O_WRONLY
+        cases = [  # what, errno, call, its arguments, the log line
+            ("> t/0", errno.EPERM, os.open, (p("0"), wr | os.O_TRUNC),
+             r"topic t partition 0: open with O_TRUNC .*append-only"),
+            ("truncate", errno.EPERM, os.truncate, (p("0"), 0),
+             r"topic t partition 0: truncate refused: .*append-only"),
+            ("chmod", errno.EPERM, os.chmod, (p("0"), 0o600),
+             r"topic t partition 0: change of mode or owner refused"),
+            ("rm", errno.EPERM, os.unlink, (p("0"),),
+             r"topic t: removing '0' refused: .*append-only"),
+            ("mv", errno.EPERM, os.rename, (p("0"), p("5")),
+             r"topic t: renaming '0' to '5' refused"),
+            ("new file", errno.EPERM, os.open, (p("new"), wr | os.O_CREAT),
+             r"topic t: creating 'new' refused"),
+            ("symlink", errno.EPERM, os.symlink, ("x", p("l")),
+             r"topic t: creating 'l' refused"),
+            ("hard link", errno.EPERM, os.link, (p("0"), p("h")),
+             r"topic t: creating 'h' refused"),
+            ("mkdir in a topic", errno.EPERM, os.mkdir, (p("sub"),),
+             r"topic t: mkdir 'sub' refused"),
+            ("view out of range", errno.ERANGE, os.open,
+             (p("0@99"), os.O_RDONLY),
+             r"topic t partition 0: view @99 refused: offset out of range "
+             r"\(log start 0, end 1\)"),
+            ("bad value", errno.EINVAL, os.setxattr,
+             (p(), "user.topicfs.retention.ms", b"abc"),
+             r"topic t: setting user\.topicfs\.retention\.ms to 'abc' "
+             r"refused: not a valid value"),
+            ("unknown setting", errno.ENODATA, os.setxattr,
+             (p(), "user.topicfs.nope", b"1"),
+             r"topic t: setting user\.topicfs\.nope to '1' refused: no such"),
+            ("partition state", errno.EPERM, os.setxattr,
+             (p("0"), "user.topicfs.log_end_offset", b"5"),
+             r"topic t partition 0: setting user\.topicfs\.log_end_offset "
+             r"to '5' refused: read-only"),
+            ("remove state", errno.EPERM, os.removexattr,
+             (p("0"), "user.topicfs.log_end_offset"),
+             r"topic t partition 0: removing user\.topicfs\.log_end_offset "
+             r"refused: read-only"),
+        ]
+        if os.geteuid() == 0:  # others are refused by the kernel's mode check
+            cases += [
+                ("write to a view", errno.EACCES, os.open, (p("0@0"), wr),
+                 r"topic t partition 0 \(a read view\): open for writing "
+                 r"refused"),
+                ("read .produce", errno.EACCES, os.open,
+                 (p(".produce"), os.O_RDONLY),
+                 r"topic t \.produce: open for reading refused"),
+            ]
+        for what, err, fn, args, line in cases:
+            with self.subTest(what):
+                mark = self.log_mark()
+                self.assertErrno(err, fn, *args)
+                got = self.log_since(mark)
+                self.assertEqual(len(got), 1, got)
+                self.assertRegex(got[0], line)
+        self.assertEqual(self.read("t", "0"), b"a\n")
+        self.assertEqual(sorted(os.listdir(p())), [".groups", ".produce", "0"])
+        self.assertDaemonUp()
+
     def test_partial_line_survives_fork_exec(self):
         os.mkdir(self.m.path("t"))
         fd = os.open(self.m.path("t", "0"), os.O_WRONLY | os.O_APPEND)
@@ -416,8 +483,8 @@ HOLDER = textwrap.dedent("""
 
 class FdHolder:
     """Another process holding one file open for appending, so that the
-    test's own fork+exec of shell tools never closes a copy of it (a close
-    of any copy turns a buffered partial line into a record)."""
+    file's partial line stays buffered whatever the test itself opens,
+    forks and closes meanwhile."""
 
     def __init__(self, path):
         self.proc = subprocess.Popen([sys.executable, "-c", HOLDER, path],
