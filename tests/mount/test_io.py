@@ -234,7 +234,9 @@ class TestPartialLines(IoTest):
                          b"before\nhalf a line\nand the")
 
     def test_partial_line_through_produce(self):
-        """.produce buffers a partial line the same way."""
+        """.produce buffers a partial line the same way; fsync() on it
+        makes the line a record and everything written durable (the
+        partition's recovery point reaches its end)."""
         self.topic()
         fd = os.open(self.m.path("t", ".produce"), os.O_WRONLY | os.O_APPEND)
         try:
@@ -242,9 +244,15 @@ class TestPartialLines(IoTest):
             self.assertEqual(self.reader_sees(), b"")
             os.write(fd, b"duced\nrest")
             self.assertEqual(self.reader_sees(), b"produced\n")
+            os.fsync(fd)
+            self.assertEqual(self.reader_sees(), b"produced\nrest")
+            self.assertEqual(self.leo("t", "0"), 2)
+            self.assertEqual(self.xattr("t", "0", name="recovery_point"),
+                             b"2")
+            os.write(fd, b"more")
         finally:
             os.close(fd)
-        self.assertEqual(self.reader_sees(), b"produced\nrest")
+        self.assertEqual(self.reader_sees(), b"produced\nrestmore")
 
 
 def frame(payload):

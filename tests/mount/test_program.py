@@ -157,6 +157,56 @@ class ProgramTest(ProgramBase):
             self.assertRegex(out, r"^topicfs \d+\.\d+\.\d+")
             self.assertEqual(len(out.splitlines()), 1, out)
 
+    # ---- defaults, -f and -d -------------------------------------------------
+
+    def test_new_topic_has_one_partition_by_default(self):
+        m = self.mount()
+        os.mkdir(m.path("t"))
+        self.assertEqual(sorted(os.listdir(m.path("t"))),
+                         [".groups", ".produce", "0"])
+        self.assertEqual(os.getxattr(m.path("t"), "user.topicfs.partitions"),
+                         b"1")
+        self.assertEqual(m.unmount(), 0)
+
+    def start_foreground(self, flag):
+        """topicfs FLAG DATA MNT with stdout and stderr in files of their
+        own; returns the process and the two paths once mounted."""
+        out_path = os.path.join(self.tmp, "fg.out")
+        err_path = os.path.join(self.tmp, "fg.err")
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            p = subprocess.Popen([BIN, flag, self.data, self.mnt], stdout=out,
+                                 stderr=err, stdin=subprocess.DEVNULL)
+        self.addCleanup(lambda: p.poll() is None and p.kill())
+        wait_for(lambda: p.poll() is not None or is_mounted(self.mnt),
+                 what="the mount to appear")
+        self.assertIsNone(p.poll(), "topicfs exited")
+        return p, out_path, err_path
+
+    def stop_foreground(self, p):
+        subprocess.run(["fusermount3", "-u", self.mnt], check=True)
+        self.assertEqual(p.wait(timeout=DEADLINE_S), 0)
+
+    def test_foreground_logs_to_stderr(self):
+        """-f: the daemon stays in the foreground and logs to stderr,
+        nothing to stdout."""
+        p, out_path, err_path = self.start_foreground("-f")
+        os.mkdir(os.path.join(self.mnt, "t"))
+        self.stop_foreground(p)
+        with open(err_path) as f:
+            err = f.read()
+        self.assertIn("topicfs: serving", err)
+        self.assertIn("topicfs: topic t created with 1 partition(s)", err)
+        self.assertEqual(os.path.getsize(out_path), 0)
+
+    def test_debug_flag_prints_libfuse_debug_in_the_foreground(self):
+        p, out_path, err_path = self.start_foreground("-d")
+        os.listdir(self.mnt)
+        self.stop_foreground(p)
+        with open(err_path) as f:
+            err = f.read()
+        self.assertRegex(err, r"opcode: (INIT|LOOKUP|GETATTR|OPENDIR)")
+        self.assertIn("topicfs: serving", err)
+
     # ---- refusals: one line, non-zero, nothing mounted ---------------------
 
     def test_unknown_option(self):

@@ -215,6 +215,39 @@ class TestLargeIO(ReadTest):
                 os.rmdir(self.m.path("s"))
 
 
+class TestZeroCopy(ReadTest):
+    """Reads of an uncompressed partition are spliced from the segment
+    files: the bytes never pass through the daemon's memory, so its read()
+    and pread() calls (rchar in /proc/PID/io; splice does not count there)
+    take a tiny fraction of what the reader gets. A compressed partition
+    is read and decompressed by the daemon: that shows as rchar."""
+
+    SIZE = 16 << 20
+
+    def daemon_rchar(self):
+        with open(f"/proc/{self.m.proc.pid}/io") as f:
+            return int(next(l for l in f if l.startswith("rchar:")).split()[1])
+
+    def rchar_of_reading(self, topic):
+        # Random hex: compressible to about half, not to nothing.
+        data = b"".join(b"%08d %s\n" % (i, os.urandom(45).hex().encode())
+                        for i in range(self.SIZE // 100))
+        with open(self.m.path(topic, "0"), "ab") as f:
+            f.write(data)
+        before = self.daemon_rchar()
+        with open(self.m.path(topic, "0"), "rb") as f:
+            self.assertEqual(f.read(), data)
+        return self.daemon_rchar() - before
+
+    def test_uncompressed_reads_do_not_pass_through_the_daemon(self):
+        self.topic("t")
+        self.assertLess(self.rchar_of_reading("t"), self.SIZE // 64)
+
+    def test_compressed_reads_do(self):
+        self.topic("z", compression_type="zstd")
+        self.assertGreater(self.rchar_of_reading("z"), self.SIZE // 64)
+
+
 class TestUserMaxRead(TestLargeIO):
     """A user's -o max_read is the mount's (topicfs sets 512 KiB only when
     none is given), and reads of 1 MiB still come back whole through
@@ -272,8 +305,14 @@ class TestTailFollow(ReadTest):
     def test_tail_f_while_retention_deletes(self):
         """tail -f prints every record exactly once while retention deletes
         old segments under it (segment.bytes=4096, retention.bytes=8192)."""
+        self.follow_during_retention("-f")
+
+    def test_tail_F_while_retention_deletes(self):
+        self.follow_during_retention("-F")
+
+    def follow_during_retention(self, flag):
         self.topic(segment_bytes=4096, retention_bytes=8192)
-        p, out = self.start_tail(["-s", "0.2", "-n", "+1", "-f"], "t/0")
+        p, out = self.start_tail(["-s", "0.2", "-n", "+1", flag], "t/0")
         want = b""
         i = 0
         deleted_at = None
