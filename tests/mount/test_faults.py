@@ -161,6 +161,33 @@ class TestKill9(FaultTest):
         self.check_partition(0, counts[0] + 1)
 
 
+    def test_torn_tail_and_lost_index_recovered_at_mount(self):
+        """What a power loss can leave (CONTRACT section 1): the last batch
+        written only in part, and the index gone. The next mount cuts the
+        torn batch off (one log line), rebuilds the index, and the
+        partition reads back every whole record, offsets dense."""
+        os.mkdir(self.m.path("t"))
+        for i in range(200):
+            self.append(writer_record(i), "t", "0")  # a batch each
+        self.m.kill9()
+        part = os.path.join(self.m.data, "topics", "t", "0")
+        log = os.path.join(part, max(f for f in os.listdir(part)
+                                     if f.endswith(".log")))
+        index = log[:-len(".log")] + ".index"
+        os.truncate(log, os.path.getsize(log) - 3)
+        os.unlink(index)
+        self.m = Mount(self.tmp, self.mount_opts).start()
+        self.assertEqual(self.check_partition(0, 199), 199)
+        self.assertTrue(os.path.exists(index), "the index was not rebuilt")
+        cut = [l for l in self.m.log_text().splitlines() if "cut at" in l]
+        self.assertEqual(len(cut), 1, self.m.log_text())
+        self.assertIn("offset 199", cut[0])
+        self.assertEqual(self.read("t", "0@150"),
+                         b"".join(writer_record(i) for i in range(150, 199)))
+        self.append(writer_record(199), "t", "0")
+        self.assertEqual(self.check_partition(0, 200), 200)
+
+
 # ---- bad input ------------------------------------------------------------
 
 class TestBadInput(FaultTest):
