@@ -681,6 +681,33 @@ class TestFullDisk(FaultTest):
 class TestCorruptSegment(FaultTest):
     mount_opts = ("num.partitions=2",)
 
+    def test_background_scrub_finds_corruption_nobody_read(self):
+        """After a mount a background scrub reads every stored batch once
+        (starting a few seconds in): a corrupt one is reported in the log
+        although no reader went near it."""
+        os.mkdir(self.m.path("bad"))
+        fd = os.open(self.m.path("bad", "0"), os.O_WRONLY | os.O_APPEND)
+        for k in range(100):
+            os.write(fd, b"".join(b"rec %06d\n" % (k * 100 + i)
+                                  for i in range(100)))
+        os.close(fd)
+        self.assertEqual(self.m.unmount(), 0)
+        seg = os.path.join(self.m.data, "topics", "bad", "0",
+                           "00000000000000000000.log")
+        with open(seg, "r+b") as f:
+            f.seek(5000)
+            b = f.read(1)
+            f.seek(5000)
+            f.write(bytes([b[0] ^ 0xFF]))
+        self.m = Mount(self.tmp, self.mount_opts).start()
+        line = wait_for(
+            lambda: [l for l in self.m.log_text().splitlines()
+                     if names_partition(l, "bad", 0) and "corrupt" in l],
+            timeout=60, what="the scrub to report the corrupt batch")
+        self.assertEqual(len(line), 1, line)
+        self.assertIn("1 corrupt batch", line[0])
+        self.assertDaemonUp()
+
     def test_corrupt_segment(self):
         os.mkdir(self.m.path("bad"))
         os.mkdir(self.m.path("good"))
