@@ -48,6 +48,15 @@
  * `cat f >> t/0` and `cat t/0` move 1 MiB per call instead of 128 KiB.
  */
 #define DATA_IO_SIZE (1u << 20)
+/*
+ * .produce asks for half that, so that the kernel never cuts a write()
+ * of such a tool: a request of nearly DATA_IO_SIZE (the most one request
+ * carries, less the offset of the writer's buffer in its first page) is
+ * taken as a piece of a longer write(), whose unkeyed records stay in
+ * one partition (see fh_route).
+ */
+#define PRODUCE_IO_SIZE (DATA_IO_SIZE / 2)
+#define WRITE_PIECE_MIN (DATA_IO_SIZE - 4096 + 1)
 
 enum kind {
 	K_TOPIC = 1,    /* these four are encoded in topic inode numbers */
@@ -109,6 +118,8 @@ struct fh {
 	struct frame_lens lens;  /* of the records being appended */
 	uint32_t *route;         /* .produce: partition of each record */
 	size_t rcap;
+	uint32_t sticky;         /* .produce: this write()'s unkeyed records'
+				  * partition; UINT32_MAX: the next in turn */
 	struct topicfs_last_write last;
 	uint64_t owner;          /* lock owner (files table) of the last write */
 	struct fh *prev, *next;  /* in fs->open_files */
@@ -350,7 +361,7 @@ static void node_stat(struct fs *fs, fuse_ino_t ino, const struct node *n,
 	case K_PRODUCE:
 		st->st_mode = S_IFREG | 0200;
 		st->st_nlink = 1;
-		st->st_blksize = DATA_IO_SIZE;
+		st->st_blksize = PRODUCE_IO_SIZE;
 		break;
 	case K_PART:
 	case K_VIEW:
@@ -1007,6 +1018,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		goto out_put;
 	pthread_mutex_init(&fh->lock, NULL);
 	fh->kind = n.kind;
+	fh->sticky = UINT32_MAX;
 	fh->t = n.t;
 	n.t = NULL;
 	fh->writable = acc != O_RDONLY;
@@ -1173,15 +1185,17 @@ static void fh_note(struct fh *fh, uint32_t part,
 
 /*
  * .produce: send each record to its partition (murmur2 of the key, or
- * one rotating partition for all unkeyed records of this write), keeping
- * each partition's records in order. Each partition gets its records as
- * pieces of data, one per run of neighbours going to it.
+ * one rotating partition for all unkeyed records of this write()),
+ * keeping each partition's records in order. Each partition gets its
+ * records as pieces of data, one per run of neighbours going to it. The
+ * kernel cuts a write() larger than max_write into requests; op_write
+ * keeps fh->sticky across them.
  */
 static int fh_route(struct fh *fh, const struct topic_config *cfg,
 		    const uint8_t *data)
 {
 	uint32_t n = fh->lens.n;
-	uint32_t nparts = topic_partitions(fh->t), sticky = UINT32_MAX;
+	uint32_t nparts = topic_partitions(fh->t);
 	uint32_t *counts, *lens;
 	struct iovec *runs;
 	int rc = 0;
@@ -1194,9 +1208,9 @@ static int fh_route(struct fh *fh, const struct topic_config *cfg,
 		if (record_key(cfg, data + at, fh->lens.v[i], &key, &klen)) {
 			fh->route[i] = partition_for_key(key, klen, nparts);
 		} else {
-			if (sticky == UINT32_MAX)
-				sticky = topic_next_sticky(fh->t);
-			fh->route[i] = sticky;
+			if (fh->sticky == UINT32_MAX)
+				fh->sticky = topic_next_sticky(fh->t);
+			fh->route[i] = fh->sticky;
 		}
 	}
 	counts = calloc(nparts, sizeof(*counts));
@@ -1394,6 +1408,9 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 	fh->owner = fi->lock_owner;
 	rc = topic_deleted(fh->t) ? -ENOENT :
 	     fh_append(fh, (const uint8_t *)buf, size);
+	/* A shorter request ends its write(): the next one rotates. */
+	if (size < WRITE_PIECE_MIN || rc < 0)
+		fh->sticky = UINT32_MAX;
 	pthread_mutex_unlock(&fh->lock);
 	if (rc < 0) {
 		msg(LOG_WARNING, "%s: write of %zu bytes refused: %s",

@@ -391,7 +391,8 @@ class TestConcurrentWriters(IoTest):
     def test_one_big_write_races_small_writers(self):
         """One write() of ~3 MiB of lines (split by the kernel into several
         FUSE requests) while 3 other processes append: no line is cut or
-        interleaved, the big write's lines stay in order."""
+        interleaved, the big write's lines stay in order; through
+        .produce they all go to one partition (one write() call)."""
         self.topic()
         for target in ("0", ".produce"):
             with self.subTest(target=target):
@@ -438,6 +439,8 @@ class TestConcurrentWriters(IoTest):
         for p in "0123":
             mine = [i for q, i in bigs if q == p]
             self.assertEqual(mine, sorted(mine), f"big write order in {p}")
+        self.assertEqual(len({p for p, _ in bigs}), 1,
+                         "the big write was spread over partitions")
 
 
 class TestPartitioner(IoTest):
