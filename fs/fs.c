@@ -1785,8 +1785,6 @@ static const char *xattr_cause(int rc)
 		return "no such setting here";
 	case -EPERM:
 		return "read-only state";
-	case -ENOTSUP:
-		return "only user.topicfs.* attributes exist";
 	default:
 		return strerror(-rc);
 	}
@@ -1815,6 +1813,7 @@ static const char *printable(const char *v, size_t len, char *buf,
 static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			const char *value, size_t size, int flags)
 {
+	const char *cause = NULL;
 	struct node n;
 	int rc;
 
@@ -1824,8 +1823,10 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 		fuse_reply_err(req, -rc);
 		return;
 	}
+	/* A name that is not a setting of this file: ENODATA (CONTRACT 7). */
 	if (strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) != 0) {
-		rc = -ENOTSUP;
+		rc = -ENODATA;
+		cause = "only user.topicfs.* attributes exist";
 	} else if (n.kind == K_TOPIC) {
 		rc = topic_config_set(n.t, name + strlen(XATTR_PREFIX), value,
 				      size);
@@ -1837,13 +1838,14 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			       name + strlen(XATTR_PREFIX), tmp, sizeof(tmp));
 		rc = rc == 0 ? -EPERM : rc;
 	} else {
-		rc = -ENOTSUP;
+		rc = -ENODATA;
+		cause = "this file has no settings";
 	}
 	if (rc < 0) {
 		char shown[80];
 		refuse(req, &n, -rc, "setting %.200s to '%s' refused: %s", name,
 		       printable(value, size, shown, sizeof(shown)),
-		       xattr_cause(rc));
+		       cause ? cause : xattr_cause(rc));
 	} else {
 		fuse_reply_err(req, 0);
 	}
