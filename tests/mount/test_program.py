@@ -207,6 +207,40 @@ class ProgramTest(ProgramBase):
         self.assertRegex(err, r"opcode: (INIT|LOOKUP|GETATTR|OPENDIR)")
         self.assertIn("topicfs: serving", err)
 
+    def test_daemon_logs_to_syslog(self):
+        """Without -f the daemon logs to syslog. Its /dev/log is this
+        test's socket: the daemon runs in a mount namespace of its own
+        whose /dev holds that socket, /dev/fuse and /dev/null."""
+        need(os.geteuid() == 0, "needs root (a mount namespace)")
+        need(shutil.which("unshare") is not None, "unshare is missing")
+        dev = os.path.join(self.tmp, "dev")
+        os.mkdir(dev)
+        for name in ("fuse", "null"):
+            open(os.path.join(dev, name), "w").close()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.addCleanup(sock.close)
+        sock.bind(os.path.join(dev, "log"))
+        script = textwrap.dedent(f"""\
+            set -e
+            mount --bind /dev/fuse '{dev}/fuse'
+            mount --bind /dev/null '{dev}/null'
+            mount --rbind '{dev}' /dev
+            '{BIN}' '{self.data}' '{self.mnt}'
+            mkdir '{self.mnt}/t'
+            fusermount3 -u '{self.mnt}'
+            """)
+        r = subprocess.run(["unshare", "-m", "sh", "-c", script],
+                           capture_output=True, timeout=DEADLINE_S)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout + r.stderr, b"")
+        got = []
+        sock.settimeout(DEADLINE_S)
+        while not any(b"unmounting" in g for g in got):
+            got.append(sock.recv(4096))
+        text = b"\n".join(got).decode()
+        self.assertRegex(text, r"topicfs\[\d+\]: serving ")
+        self.assertIn("topic t created with 1 partition(s)", text)
+
     # ---- refusals: one line, non-zero, nothing mounted ---------------------
 
     def test_unknown_option(self):
