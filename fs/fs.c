@@ -286,7 +286,8 @@ static const char *node_where(const struct node *n, char *buf, size_t size)
 		snprintf(buf, size, "topic %s .groups", t);
 		break;
 	case K_GROUP:
-		snprintf(buf, size, "topic %s group %s", t, group_name(n->g));
+		snprintf(buf, size, "topic %s group %s", t,
+			 n->g ? group_name(n->g) : "?");
 		break;
 	default:
 		snprintf(buf, size, "topic %s", t);
@@ -798,7 +799,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 		if (rc == -EEXIST)
 			fuse_reply_err(req, EEXIST); /* mkdir -p asks */
 		else
-			refuse_ino(req, parent, -rc, "mkdir '%s' failed: %s",
+			refuse_ino(req, parent, -rc, "mkdir '%.64s' failed: %s",
 				   name, strerror(-rc));
 		return;
 	}
@@ -825,12 +826,12 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, -rc);
 }
 
-/* A new file in a directory: never (partitions are made by the topic). */
+/* A new file, link or node: never (partitions come with their topic). */
 static void refuse_new_file(fuse_req_t req, fuse_ino_t parent,
 			    const char *name)
 {
-	refuse_ino(req, parent, EPERM, "creating '%.64s' refused: a topic's "
-		   "files are its partitions, made by num.partitions", name);
+	refuse_ino(req, parent, EPERM, "creating '%.64s' refused: topics are "
+		   "made by mkdir, their partitions by num.partitions", name);
 }
 
 /* rm MNT/t/.groups/<g> deletes a group; everything else is EPERM. */
@@ -1117,12 +1118,10 @@ static int grow(void *pp, size_t *cap, size_t want, size_t elem)
 
 static const char *fh_where(const struct fh *fh, char *buf, size_t size)
 {
-	if (fh->p)
-		snprintf(buf, size, "topic %s partition %" PRIu32,
-			 topic_name(fh->t), part_index(fh->p));
-	else
-		snprintf(buf, size, "topic %s .produce", topic_name(fh->t));
-	return buf;
+	struct node n = { .kind = fh->kind, .t = fh->t,
+			  .part = fh->p ? part_index(fh->p) : 0 };
+
+	return node_where(&n, buf, size);
 }
 
 /*
