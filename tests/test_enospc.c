@@ -15,7 +15,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "dump.h"
 
 #define TMPFS_OPTIONS "size=2m"
 /* Taken before the log fills the rest, given back to make room. */
@@ -216,18 +215,6 @@ static void expect_dir_sizes(const struct dir_sizes *want, const char *dir)
 
 /* ---- the test ------------------------------------------------------------ */
 
-/* log_dump --verify of dir: the number of problems it found. */
-static int dump_problems(const char *dir)
-{
-	FILE *null = fopen("/dev/null", "w");
-	int bad;
-
-	assert_non_null(null);
-	bad = log_dump(dir, true, null);
-	fclose(null);
-	return bad;
-}
-
 static void make_filler(const char *path)
 {
 	static uint8_t chunk[64 << 10];
@@ -324,7 +311,7 @@ static void test_disk_full(void **state)
 	l = tu_open(dir, &cfg);
 	expect_log(l, &m);
 	assert_int_equal(log_close(l), 0);
-	assert_int_equal(dump_problems(dir), 0);
+	assert_int_equal(tu_dump_problems(dir), 0);
 	free(m.pos);
 	free(filler);
 	free(dir);

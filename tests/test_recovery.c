@@ -19,7 +19,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "dump.h"
 #include "format.h"
 #include "io.h"
 
@@ -301,18 +300,6 @@ static void append_garbage(const char *path, size_t len)
 	tu_append_bytes(path, buf, len);
 }
 
-/* log_dump --verify of dir: the number of problems it found. */
-static int dump_problems(const char *dir)
-{
-	FILE *null = fopen("/dev/null", "w");
-	int bad;
-
-	assert_non_null(null);
-	bad = log_dump(dir, true, null);
-	fclose(null);
-	return bad;
-}
-
 /* Every segment that holds data has a non-empty index. */
 static void expect_indexes(const char *dir)
 {
@@ -436,7 +423,7 @@ static void expect_appends_and_close(struct log *l, const char *dir,
 	assert_int_equal(put_random(l, m), 0);
 	expect_range(l, m, end_pos, m->pos[m->n]);
 	assert_int_equal(log_close(l), 0);
-	assert_int_equal(dump_problems(dir), 0);
+	assert_int_equal(tu_dump_problems(dir), 0);
 	expect_indexes(dir);
 }
 
@@ -584,7 +571,7 @@ static int fixture_setup(void **state)
 	l = tu_open(f->clean, &f->cfg);
 	expect_log(l, &f->m);
 	assert_int_equal(log_close(l), 0);
-	assert_int_equal(dump_problems(f->clean), 0);
+	assert_int_equal(tu_dump_problems(f->clean), 0);
 	check_layout(f, f->clean);
 	return 0;
 }
@@ -733,7 +720,7 @@ static void expect_bad_batch_kept(const char *tmpl, uint32_t i)
 	assert_int_equal(read_range(l, a, b, buf), -EIO);
 	expect_lookups(l, &fx.m);
 	assert_int_equal(log_close(l), 0);
-	assert_int_equal(dump_problems(dir), 1);
+	assert_int_equal(tu_dump_problems(dir), 1);
 	free(buf);
 	free(p);
 	tu_rmdir(dir);
@@ -1109,7 +1096,7 @@ static void test_failed_write_undone(void **state)
 		assert_int_equal(log_epoch_end(l, 1, &found, &end), 0);
 		assert_int_equal(end, m.b[m.nb - 1].base);
 		assert_int_equal(log_close(l), 0);
-		assert_int_equal(dump_problems(dir), 0);
+		assert_int_equal(tu_dump_problems(dir), 0);
 		snapshot_free(&snap);
 		model_free(&m);
 		tu_rmdir(dir);

@@ -46,6 +46,9 @@ struct log_append_info tu_append(struct log *l, const uint32_t *lens,
 /* The content byte i of the record with offset off. */
 void tu_fill(uint8_t *buf, uint32_t len, uint64_t off);
 
+/* log_dump --verify of dir (a partition or segment): the problems found. */
+int tu_dump_problems(const char *dir);
+
 /* Read the whole readable log [start_pos, hw_pos) into a malloc'd buffer. */
 uint8_t *tu_read_all(struct log *l, uint64_t *len);
 
