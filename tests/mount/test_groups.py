@@ -428,6 +428,19 @@ class GroupTest(MountTest):
 
     # ---- eviction --------------------------------------------------------
 
+    def poll_until_owner_of_all(self, group, fd, member):
+        """Read from fd (a member that keeps polling) until member owns
+        every partition, the idle one having been evicted; the records
+        read on the way."""
+        got = []
+
+        def polls_and_owns_all():
+            got.extend(parse(os.read(fd, 65536)))
+            return self.owners(group) == [member] * NPARTS
+        wait_for(polls_and_owns_all, timeout=15,
+                 what="the idle member to lose its partitions")
+        return got
+
     def test_member_that_stops_reading_is_evicted(self):
         self.fill([10] * NPARTS)
         self.gset("g", "max.poll.interval.ms", 1500)
@@ -438,13 +451,7 @@ class GroupTest(MountTest):
         self.assertTrue(a_got)
         self.assertLessEqual({part_of(r) for r in a_got}, {0, 1, 2})
         start = time.monotonic()
-        b_got = []
-
-        def b_polls_and_owns_all():
-            b_got.extend(parse(os.read(b, 65536)))
-            return self.owners("g") == ["member-2"] * NPARTS
-        wait_for(b_polls_and_owns_all, timeout=15,
-                 what="the idle member to lose its partitions")
+        b_got = self.poll_until_owner_of_all("g", b, "member-2")
         self.assertGreaterEqual(time.monotonic() - start, 1.0,
                                 "evicted before max.poll.interval.ms")
         b_got += self.read_to_eof(b)
@@ -476,13 +483,7 @@ class GroupTest(MountTest):
         self.assertEqual(a_got, [rec(0, i) for i in range(4)])
         self.assertEqual(self.gget("g", "offset.0"), "-")
         b = self.join("g")
-        b_got = []
-
-        def b_polls_and_owns_all():
-            b_got.extend(parse(os.read(b, 65536)))
-            return self.owners("g") == ["member-2"] * NPARTS
-        wait_for(b_polls_and_owns_all, timeout=15,
-                 what="the idle member to lose its partitions")
+        b_got = self.poll_until_owner_of_all("g", b, "member-2")
         b_got += self.read_to_eof(b)
         self.assertEqual(b_got, [rec(0, i) for i in range(10)])
 
