@@ -1,4 +1,5 @@
 #include "frame.h"
+#include "grow.h"
 
 #include <errno.h>
 #include <stdatomic.h>
@@ -15,21 +16,10 @@ void frame_lens_free(struct frame_lens *fl)
 	*fl = (struct frame_lens){ 0 };
 }
 
-/* Room for want lengths (doubling). */
+/* Room for want lengths. */
 static int frame_reserve(struct frame_lens *fl, size_t want)
 {
-	uint32_t *v;
-
-	if (fl->cap >= want)
-		return 0;
-	if (want < 2 * fl->cap)
-		want = 2 * fl->cap;
-	v = realloc(fl->v, want * sizeof(*v));
-	if (!v)
-		return -ENOMEM;
-	fl->v = v;
-	fl->cap = want;
-	return 0;
+	return grow(&fl->v, &fl->cap, want, sizeof(*fl->v));
 }
 
 int frame_add(struct frame_lens *fl, size_t len, size_t max)

@@ -26,6 +26,7 @@
 #include <unistd.h>
 #include "frame.h"
 #include "group.h"
+#include "grow.h"
 #include "msg.h"
 #include "topicfs_ioctl.h"
 
@@ -1098,23 +1099,6 @@ static struct fh *fh_of(struct fuse_file_info *fi)
 }
 
 /* ---- writing ------------------------------------------------------------ */
-
-static int grow(void *pp, size_t *cap, size_t want, size_t elem)
-{
-	void **p = pp;
-	void *n;
-
-	if (*cap >= want)
-		return 0;
-	if (want < 2 * *cap)
-		want = 2 * *cap;
-	n = realloc(*p, want * elem);
-	if (!n)
-		return -ENOMEM;
-	*p = n;
-	*cap = want;
-	return 0;
-}
 
 static const char *fh_where(const struct fh *fh, char *buf, size_t size)
 {
