@@ -980,13 +980,34 @@ static void fh_free(struct fh *fh)
 static char *status_text(struct fs *fs, size_t *len);
 static char *metrics_text(struct fs *fs, size_t *len);
 
+/* Why opening n with flags is refused (the errno in *err), or NULL. */
+static const char *open_refused(const struct node *n, int flags, int *err)
+{
+	int acc = flags & O_ACCMODE;
+
+	*err = EACCES;
+	if (n->kind == K_PRODUCE && acc != O_WRONLY)
+		return "open for reading refused: .produce is write-only "
+		       "(read the partitions)";
+	if (n->kind != K_PART && n->kind != K_PRODUCE && acc != O_RDONLY)
+		return "open for writing refused: this file is read-only";
+	/* Partitions cannot be truncated (`>` fails as on chattr +a
+	 * files); .produce is a sink, so `>` simply writes records. */
+	*err = EPERM;
+	if ((flags & O_TRUNC) && acc != O_RDONLY && n->kind == K_PART)
+		return "open with O_TRUNC (`>`) refused: partitions are "
+		       "append-only, use `>>`";
+	return NULL;
+}
+
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
 	int acc = fi->flags & O_ACCMODE;
+	const char *why;
 	struct node n;
 	struct fh *fh;
-	int rc;
+	int rc, err;
 
 	rc = node_get(fs, ino, &n);
 	if (rc < 0)
@@ -994,23 +1015,9 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	rc = -EISDIR;
 	if (n.kind == K_ROOT || n.kind == K_TOPIC || n.kind == K_GROUPS)
 		goto out_put;
-	/* Partitions cannot be truncated (`>` fails as on chattr +a
-	 * files); .produce is a sink, so `>` simply writes records. */
-	if (n.kind == K_PRODUCE && acc != O_WRONLY) {
-		refuse(req, &n, EACCES, "open for reading refused: .produce "
-		       "is write-only (read the partitions)");
-		node_put(&n);
-		return;
-	}
-	if (n.kind != K_PART && n.kind != K_PRODUCE && acc != O_RDONLY) {
-		refuse(req, &n, EACCES, "open for writing refused: this file "
-		       "is read-only");
-		node_put(&n);
-		return;
-	}
-	if ((fi->flags & O_TRUNC) && acc != O_RDONLY && n.kind == K_PART) {
-		refuse(req, &n, EPERM, "open with O_TRUNC (`>`) refused: "
-		       "partitions are append-only, use `>>`");
+	why = open_refused(&n, fi->flags, &err);
+	if (why) {
+		refuse(req, &n, err, "%s", why);
 		node_put(&n);
 		return;
 	}
