@@ -78,10 +78,24 @@ struct topic *broker_topic_by_id(struct broker *b, uint64_t id);
 unsigned broker_topics_list(struct broker *b, uint64_t after,
 			    struct topic **out, unsigned max);
 
+/* A topic stored in DATADIR that could not be loaded: left untouched on
+ * disk, shown in .status with its reason. */
+struct topic_failure {
+	char name[TOPIC_NAME_MAX + 1];
+	char reason[160];
+};
+
+/* Copy the failed topics from index `from` on, at most max; the count. */
+unsigned broker_failures(struct broker *b, unsigned from,
+			 struct topic_failure *out, unsigned max);
+
 void topic_get(struct topic *t);
 void topic_put(struct topic *t);
 
 uint64_t topic_id(const struct topic *t);
+/* Kafka's TopicId: 16 random bytes given at creation, in URL-safe base64
+ * without padding (22 characters), as kafka-topics --describe prints. */
+const char *topic_uuid(const struct topic *t);
 const char *topic_name(const struct topic *t);
 bool topic_deleted(const struct topic *t);
 uint32_t topic_partitions(struct topic *t);
