@@ -316,11 +316,13 @@ char *config_format(const struct topic_config *c)
 	return out;
 }
 
-int config_parse(struct topic_config *c, const char *text)
+int config_parse(struct topic_config *c, const char *text, char *why,
+		 size_t why_size)
 {
 	const char *p = text;
+	unsigned line = 0;
 
-	while (*p) {
+	for (; *p; line++) {
 		const char *eol = strchr(p, '\n'), *eq;
 		size_t len = eol ? (size_t)(eol - p) : strlen(p);
 		char name[64];
@@ -328,16 +330,21 @@ int config_parse(struct topic_config *c, const char *text)
 		eq = memchr(p, '=', len);
 		if (*p != '#' && len > 0) {
 			size_t nlen = eq ? (size_t)(eq - p) : 0;
-			if (!eq || nlen >= sizeof(name))
+			int rc;
+			if (!eq || nlen >= sizeof(name)) {
+				snprintf(why, why_size, "settings line %u is "
+					 "not name=value", line + 1);
 				return -EINVAL;
+			}
 			memcpy(name, p, nlen);
 			name[nlen] = '\0';
-			int rc = config_set(c, name, eq + 1, len - nlen - 1);
-			if (rc == -ENODATA)
-				msg(LOG_WARNING, "unknown setting "
-				       "'%s' ignored", name);
-			else if (rc < 0)
-				return rc;
+			rc = config_set(c, name, eq + 1, len - nlen - 1);
+			if (rc < 0) {
+				snprintf(why, why_size, rc == -ENODATA ?
+					 "unknown setting '%s'" :
+					 "bad value for setting '%s'", name);
+				return -EINVAL;
+			}
 		}
 		p += len + (eol ? 1 : 0);
 	}

@@ -62,10 +62,13 @@ int config_reset(struct topic_config *c, const char *name);
 char *config_format(const struct topic_config *c);
 
 /*
- * Parse a file written by config_format into c (which holds defaults);
- * unknown names are ignored with a warning, a bad value is an error.
+ * Parse a file written by config_format into c (which holds defaults).
+ * An unknown name or a bad value is -EINVAL with the reason in why: a
+ * setting this program does not know (a newer topicfs wrote it) is never
+ * dropped silently, since its default could, say, delete data sooner.
  */
-int config_parse(struct topic_config *c, const char *text);
+int config_parse(struct topic_config *c, const char *text, char *why,
+		 size_t why_size);
 
 /*
  * Parse an ISO-8601 time "YYYY-MM-DDTHH:MM:SS[.mmm](Z|+HH:MM|-HH:MM)"

@@ -23,6 +23,14 @@
 #include "log.h"
 
 #define TOPIC_NAME_MAX 249
+/* Kafka's TopicId as printed: 16 bytes in base64 without padding. */
+#define TOPIC_UUID_LEN 22
+/*
+ * Topic ids are given once per data directory and never again; inode
+ * numbers are (id << 24 | ...) below the read views' bit 62, so ids stay
+ * under 2^38.
+ */
+#define TOPIC_ID_MAX ((1ull << 38) - 1)
 
 struct broker;
 struct topic;
@@ -64,6 +72,12 @@ void broker_scrub(struct broker *b);
 /* Kafka's topic name rule; names starting with '.' are reserved. */
 bool topic_name_valid(const char *name);
 
+/*
+ * Create a topic with the mount's defaults: -EINVAL for a bad name,
+ * -EEXIST if a topic of that name is loaded or stored (one log line when
+ * it is stored but failed to load). After a crash at any point the next
+ * mount sees the whole topic or none of it.
+ */
 int broker_topic_create(struct broker *b, const char *name);
 int broker_topic_delete(struct broker *b, const char *name);
 
@@ -94,7 +108,7 @@ void topic_put(struct topic *t);
 
 uint64_t topic_id(const struct topic *t);
 /* Kafka's TopicId: 16 random bytes given at creation, in URL-safe base64
- * without padding (22 characters), as kafka-topics --describe prints. */
+ * without padding (TOPIC_UUID_LEN characters), as kafka-topics prints. */
 const char *topic_uuid(const struct topic *t);
 const char *topic_name(const struct topic *t);
 bool topic_deleted(const struct topic *t);
@@ -137,5 +151,9 @@ int32_t murmur2(const void *data, size_t len);
 
 /* Kafka's partition for a key: (murmur2(key) & 0x7fffffff) % n. */
 uint32_t partition_for_key(const void *key, size_t len, uint32_t n);
+
+/* Tests only: hook(step) is called at each step of a topic's creation and
+ * deletion (tests/test_topic.c kills the process there). */
+void broker_set_step_hook(void (*hook)(const char *step));
 
 #endif

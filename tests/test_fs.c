@@ -53,7 +53,7 @@ static void test_topic_names(void **state)
 static void test_config_set_get_round_trip(void **state)
 {
 	struct topic_config c, back;
-	char buf[CONFIG_VALUE_MAX + 1], *text;
+	char buf[CONFIG_VALUE_MAX + 1], *text, why[160];
 	(void)state;
 
 	config_default(&c, 1);
@@ -85,7 +85,7 @@ static void test_config_set_get_round_trip(void **state)
 	text = config_format(&c);
 	assert_non_null(text);
 	config_default(&back, 1);
-	assert_int_equal(config_parse(&back, text), 0);
+	assert_int_equal(config_parse(&back, text, why, sizeof(why)), 0);
 	assert_memory_equal(&c, &back, sizeof(c));
 	free(text);
 
@@ -95,12 +95,38 @@ static void test_config_set_get_round_trip(void **state)
 	assert_int_equal(config_reset(&c, "partitions"), -EPERM);
 }
 
+/* A stored file is parsed as written: an unknown setting or a bad value is
+ * an error with its reason, never dropped for a default. */
+static void test_config_parse_refuses_what_it_cannot_keep(void **state)
+{
+	struct topic_config c;
+	char why[160];
+	(void)state;
+
+	config_default(&c, 1);
+	assert_int_equal(config_parse(&c, "# x\npartitions=3\nretention.ms=5\n",
+				      why, sizeof(why)), 0);
+	assert_int_equal(c.partitions, 3);
+	assert_int_equal(c.log.retention_ms, 5);
+	config_default(&c, 1);
+	assert_int_equal(config_parse(&c, "retention.ms=5\nfuture.thing=1\n",
+				      why, sizeof(why)), -EINVAL);
+	assert_string_equal(why, "unknown setting 'future.thing'");
+	assert_int_equal(config_parse(&c, "retention.ms=x\n", why,
+				      sizeof(why)), -EINVAL);
+	assert_string_equal(why, "bad value for setting 'retention.ms'");
+	assert_int_equal(config_parse(&c, "\nretention.ms\n", why,
+				      sizeof(why)), -EINVAL);
+	assert_string_equal(why, "settings line 2 is not name=value");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_murmur2_matches_kafka),
 		cmocka_unit_test(test_topic_names),
 		cmocka_unit_test(test_config_set_get_round_trip),
+		cmocka_unit_test(test_config_parse_refuses_what_it_cannot_keep),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
