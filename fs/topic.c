@@ -168,7 +168,7 @@ uint32_t partition_for_key(const void *key, size_t len, uint32_t n)
 /*
  * Open partition index of t with the log settings lc. *created says
  * whether this call made its directory (so that undoing the open may
- * remove it, and nothing else).
+ * remove it, and nothing else), also when the open fails.
  */
 static int part_open(struct topic *t, uint32_t index,
 		     const struct log_config *lc, struct part **out,
@@ -188,14 +188,11 @@ static int part_open(struct topic *t, uint32_t index,
 	}
 	*created = access(dir, F_OK) < 0 && errno == ENOENT;
 	rc = log_open(dir, lc, &p->log);
+	free(dir);
 	if (rc < 0) {
-		if (*created)
-			io_remove_tree(dir); /* all of it made just now */
-		free(dir);
 		free(p);
 		return rc;
 	}
-	free(dir);
 	/* One replica: everything appended is committed. */
 	log_set_hw(p->log, UINT64_MAX);
 	p->topic = t;
@@ -496,6 +493,18 @@ uint32_t topic_next_sticky(struct topic *t)
 	return atomic_fetch_add(&t->sticky, 1) % topic_partitions(t);
 }
 
+/* Remove partition i's directory if created says this call made it. */
+static void topic_unmake_part(struct topic *t, uint32_t i, bool created)
+{
+	char name[16], *dir;
+
+	snprintf(name, sizeof(name), "%" PRIu32, i);
+	dir = created ? path_join(t->dir, name) : NULL;
+	if (dir)
+		io_remove_tree(dir);
+	free(dir);
+}
+
 /*
  * Close the partitions [from, to) that topic_open_parts opened but did not
  * publish, removing the directories it made for them.
@@ -504,14 +513,9 @@ static void topic_unopen_parts(struct topic *t, uint32_t from, uint32_t to,
 			       const bool *created)
 {
 	for (uint32_t i = from; i < to; i++) {
-		char name[16], *dir;
 		part_close(t->parts[i], true);
 		t->parts[i] = NULL;
-		snprintf(name, sizeof(name), "%" PRIu32, i);
-		dir = created[i - from] ? path_join(t->dir, name) : NULL;
-		if (dir)
-			io_remove_tree(dir);
-		free(dir);
+		topic_unmake_part(t, i, created[i - from]);
 	}
 }
 
@@ -536,7 +540,10 @@ static int topic_open_parts(struct topic *t, const struct topic_config *c,
 	}
 	if (rc < 0) {
 		*failed = i;
+		/* Closing the others first gives back the descriptors that
+		 * removing a directory needs (EMFILE). */
 		topic_unopen_parts(t, from, i, created);
+		topic_unmake_part(t, i, created[i - from]);
 	}
 	return rc;
 }
