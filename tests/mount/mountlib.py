@@ -90,8 +90,9 @@ class Mount:
         self.proc = None
         os.makedirs(self.mnt, exist_ok=True)
 
-    def start(self, extra_args=()):
-        args = [BIN, "-f"]
+    def start(self, extra_args=(), prefix=()):
+        """Start the daemon; prefix is a command it runs under (prlimit)."""
+        args = list(prefix) + [BIN, "-f"]
         if self.opts:
             args += ["-o", ",".join(self.opts)]
         args += list(extra_args) + [self.data, self.mnt]

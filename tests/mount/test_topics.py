@@ -1,0 +1,139 @@
+"""Topics on disk, through the real mount: nothing is lost on remount,
+a topic that cannot be loaded is left untouched, inode numbers stay
+with their topics, and settings changes are all or nothing."""
+import hashlib
+import os
+import subprocess
+
+from mountlib import Mount, MountTest, wait_for
+
+
+def parts(path):
+    """The partition files of a topic directory."""
+    return sorted((n for n in os.listdir(path) if n.isdigit()), key=int)
+
+
+def tree(path):
+    """{relative path: (size, sha256)} of every file under path."""
+    out = {}
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            p = os.path.join(root, name)
+            with open(p, "rb") as f:
+                data = f.read()
+            out[os.path.relpath(p, path)] = (len(data),
+                                             hashlib.sha256(data).hexdigest())
+    return out
+
+
+class TestTopicsOnDisk(MountTest):
+    mount_opts = ("num.partitions=2",)
+
+    def log_lines(self, needle):
+        return [l for l in self.m.log_text().splitlines() if needle in l]
+
+    def test_remount_with_other_num_partitions_keeps_the_topic(self):
+        os.mkdir(self.m.path("t"))
+        self.sh("echo a >> t/0; echo b >> t/1; echo c >> t/1")
+        self.remount(("num.partitions=3",))
+        self.assertEqual(parts(self.m.path("t")), ["0", "1"])
+        self.assertEqual(self.read("t", "0"), b"a\n")
+        self.assertEqual(self.read("t", "1"), b"b\nc\n")
+        self.assertEqual(os.getxattr(self.m.path("t"),
+                                     "user.topicfs.partitions"), b"2")
+        self.assertEqual(self.log_lines("cannot load"), [])
+        os.mkdir(self.m.path("u"))  # new topics get the new default
+        self.assertEqual(parts(self.m.path("u")), ["0", "1", "2"])
+
+    def test_a_topic_that_cannot_load_is_left_untouched(self):
+        os.mkdir(self.m.path("t"))
+        os.mkdir(self.m.path("ok"))
+        self.sh("seq 1 100 >> t/0; echo x >> ok/0")
+        self.m.unmount()
+        config = os.path.join(self.m.data, "topics", "t", "config")
+        with open(config, "a") as f:
+            f.write("some.future.setting=1\n")
+        before = tree(self.m.data + "/topics/t")
+        self.m = Mount(self.tmp, self.mount_opts)
+        self.m.start()
+        self.assertEqual(sorted(os.listdir(self.m.mnt)), [".metrics", ".status", "ok"])
+        self.assertEqual(self.read("ok", "0"), b"x\n")
+        lines = self.log_lines("topic t: cannot load")
+        self.assertEqual(len(lines), 1, self.m.log_text())
+        self.assertIn("unknown setting 'some.future.setting'", lines[0])
+        r = self.sh("mkdir t", check=False)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn(b"File exists", r.stderr)
+        self.assertEqual(len(self.log_lines("mkdir t refused")), 1,
+                         self.m.log_text())
+        self.assertEqual(tree(self.m.data + "/topics/t"), before)
+        self.m.unmount()
+        self.assertEqual(tree(self.m.data + "/topics/t"), before)
+        # Mended by hand, it is back whole.
+        with open(config) as f:
+            text = f.read().replace("some.future.setting=1\n", "")
+        with open(config, "w") as f:
+            f.write(text)
+        self.m = Mount(self.tmp, self.mount_opts)
+        self.m.start()
+        self.assertEqual(self.read("t", "0"),
+                         b"".join(b"%d\n" % i for i in range(1, 101)))
+
+    def inos(self, *names):
+        return {n: os.stat(self.m.path(n)).st_ino for n in names}
+
+    def test_inode_numbers_survive_remounts_and_are_never_reused(self):
+        for t in ("c", "b", "a"):
+            os.mkdir(self.m.path(t))
+            self.sh(f"echo {t} >> {t}/1")
+        names = ("a", "a/0", "a/1", "b", "b/0", "b/1", "c", "c/0", "c/1")
+        first = self.inos(*names)
+        self.assertEqual(len(set(first.values())), len(names))
+        os.rmdir(self.m.path("c"))
+        self.remount()
+        kept = ("a", "a/0", "a/1", "b", "b/0", "b/1")
+        self.assertEqual(self.inos(*kept), {n: first[n] for n in kept})
+        # A new topic of a deleted one's name gets numbers of its own.
+        os.mkdir(self.m.path("c"))
+        now = self.inos("c", "c/0", "c/1")
+        self.assertFalse(set(now.values()) & set(first.values()))
+        self.sh("rmdir a; mkdir a")
+        again = self.inos("a", "a/0", "a/1")
+        self.assertFalse(set(again.values()) & set(first.values()))
+        self.assertFalse(set(again.values()) & set(now.values()))
+        self.remount()
+        self.assertEqual(self.inos("c", "c/0", "c/1"), now)
+        self.assertEqual(self.inos("a", "a/0", "a/1"), again)
+
+    def test_growing_partitions_past_the_descriptor_limit_changes_nothing(self):
+        self.m.unmount()
+        self.m = Mount(self.tmp, self.mount_opts)
+        self.m.start(prefix=("prlimit", "--nofile=96:96"))
+        os.mkdir(self.m.path("t"))
+        self.sh("echo kept >> t/0")
+        r = self.sh("setfattr -n user.topicfs.partitions -v 300 t",
+                    check=False)
+        self.assertIn(b"Too many open files", r.stderr)
+        self.assertEqual(len(self.log_lines("user.topicfs.partitions")), 1,
+                         self.m.log_text())
+        self.assertEqual(os.getxattr(self.m.path("t"),
+                                     "user.topicfs.partitions"), b"2")
+        self.assertEqual(parts(self.m.path("t")), ["0", "1"])
+        stored = parts(os.path.join(self.m.data, "topics", "t"))
+        self.assertEqual(stored, ["0", "1"])
+        self.remount()
+        self.assertEqual(parts(self.m.path("t")), ["0", "1"])
+        self.assertEqual(self.read("t", "0"), b"kept\n")
+        self.sh("setfattr -n user.topicfs.partitions -v 5 t")
+        self.assertEqual(len(parts(self.m.path("t"))), 5)
+
+    def test_kill_9_right_after_mkdir_keeps_the_whole_topic(self):
+        os.mkdir(self.m.path("t"))
+        ino = os.stat(self.m.path("t", "1")).st_ino
+        self.m.kill9()
+        self.m = Mount(self.tmp, self.mount_opts)
+        self.m.start()
+        self.assertEqual(parts(self.m.path("t")), ["0", "1"])
+        self.assertEqual(os.stat(self.m.path("t", "1")).st_ino, ino)
+        self.sh("echo after >> t/1")
+        self.assertEqual(self.read("t", "1"), b"after\n")
