@@ -3,12 +3,14 @@
  * fuse_reply_*; errors are negative errnos internally and positive ones
  * in fuse_reply_err.
  *
- * Inode numbers are computed, not stored:
+ * Inode numbers are computed from the topic's stored id:
  *   1 root, 2 .status, 3 .metrics
  *   (topic id << 24) | (kind << 20) | partition   topic dirs and files
  *   (1 << 62) | n                                 read views (a table)
- * Topic ids are never reused within a mount, so a stale inode of a deleted
- * topic answers ENOENT rather than reaching a new topic of the same name.
+ * Topic ids are stored with their topics and never given twice in a data
+ * directory, so numbers stay the same across remounts (log shippers key
+ * on them) and a stale inode of a deleted topic answers ENOENT rather
+ * than reaching a new topic of the same name.
  */
 #include "fs.h"
 
