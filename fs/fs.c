@@ -1091,7 +1091,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 				MEMBER_EXTENTS_MAX * sizeof(struct fuse_buf));
 		if (!fh->mread || !fh->bv)
 			goto out_free;
-		rc = member_join(n.g, &fh->member);
+		rc = member_join(n.g, fuse_req_ctx(req)->pid, &fh->member);
 		if (rc < 0)
 			goto out_free_rc;
 		fi->direct_io = 1;
