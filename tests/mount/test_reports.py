@@ -103,6 +103,26 @@ class TestSize(ReportTest):
             with open(self.m.path(name), "rb") as f:
                 self.assertEqual(f.seek(0, os.SEEK_END), len(data), name)
 
+    def test_sizes_agree_while_the_mount_changes(self):
+        """stat, then open: the open reads the text the stat sized, even
+        if a topic came meanwhile (tar reads st_size bytes). open, then
+        fstat: the size of the open file's text, not of the present one
+        (http.server's Content-Length). The next open sees the change."""
+        self.populate()
+        for name in (".status", ".metrics"):
+            path = self.m.path(name)
+            size = os.stat(path).st_size
+            os.mkdir(self.m.path("new" + name))
+            with open(path, "rb") as f:
+                data = f.read()
+            self.assertEqual(len(data), size, name)
+            self.assertNotIn(b"new" + name.encode(), data, name)
+            with open(path, "rb") as f:
+                os.mkdir(self.m.path("newer" + name))
+                self.assertEqual(os.fstat(f.fileno()).st_size,
+                                 len(f.read()), name)
+            self.assertIn(b"newer" + name.encode(), self.text(name), name)
+
     def test_shutil_copyfile_and_sendfile(self):
         self.populate()
         for name in (".status", ".metrics"):
