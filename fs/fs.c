@@ -2019,8 +2019,10 @@ static int topic_list_fill(struct fs *fs, struct topic_list *l)
 		topic_list_release(l);
 		return rc;
 	}
-	qsort(l->live, l->nlive, sizeof(*l->live), topic_cmp);
-	qsort(l->failed, l->nfailed, sizeof(*l->failed), failure_cmp);
+	if (l->nlive > 1)
+		qsort(l->live, l->nlive, sizeof(*l->live), topic_cmp);
+	if (l->nfailed > 1)
+		qsort(l->failed, l->nfailed, sizeof(*l->failed), failure_cmp);
 	return 0;
 }
 
