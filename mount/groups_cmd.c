@@ -92,6 +92,40 @@ static int check_mount(const char *mnt)
 	return 0;
 }
 
+/* Add the group files of MNT/<topic>/.groups to *v (n of cap). */
+static int collect_topic(const char *mnt, const char *topic, struct entry **v,
+			 size_t *n, size_t *cap)
+{
+	char gdir[PATH_MAX];
+	struct dirent *ge;
+	DIR *gd;
+	int rc = 0;
+
+	snprintf(gdir, sizeof(gdir), "%s/%s/.groups", mnt, topic);
+	gd = opendir(gdir);
+	if (!gd)
+		return 0; /* removed meanwhile: nothing to show */
+	while (rc == 0 && (ge = readdir(gd))) {
+		if (ge->d_name[0] == '.' || strlen(ge->d_name) > NAME_MAX_LEN)
+			continue;
+		if (*n == *cap) {
+			size_t ncap = *cap ? 2 * *cap : 16;
+			struct entry *nv = realloc(*v, ncap * sizeof(**v));
+			if (!nv) {
+				rc = -ENOMEM;
+				break;
+			}
+			*v = nv;
+			*cap = ncap;
+		}
+		snprintf((*v)[*n].group, sizeof((*v)[*n].group), "%s", ge->d_name);
+		snprintf((*v)[*n].topic, sizeof((*v)[*n].topic), "%s", topic);
+		(*n)++;
+	}
+	closedir(gd);
+	return rc;
+}
+
 /* Every group file under the mount, sorted by group then topic. */
 static int collect(const char *mnt, struct entry **out, size_t *count)
 {
@@ -99,44 +133,20 @@ static int collect(const char *mnt, struct entry **out, size_t *count)
 	size_t n = 0, cap = 0;
 	struct dirent *te;
 	DIR *td = opendir(mnt);
+	int rc = 0;
 
 	if (!td)
 		return -errno;
-	while ((te = readdir(td))) {
-		char gdir[PATH_MAX];
-		struct dirent *ge;
-		DIR *gd;
-
-		if (te->d_name[0] == '.' || strlen(te->d_name) > NAME_MAX_LEN)
-			continue;
-		snprintf(gdir, sizeof(gdir), "%s/%s/.groups", mnt, te->d_name);
-		gd = opendir(gdir);
-		if (!gd)
-			continue;
-		while ((ge = readdir(gd))) {
-			if (ge->d_name[0] == '.' ||
-			    strlen(ge->d_name) > NAME_MAX_LEN)
-				continue;
-			if (n == cap) {
-				size_t ncap = cap ? 2 * cap : 16;
-				struct entry *nv = realloc(v, ncap * sizeof(*v));
-				if (!nv) {
-					closedir(gd);
-					closedir(td);
-					free(v);
-					return -ENOMEM;
-				}
-				v = nv;
-				cap = ncap;
-			}
-			snprintf(v[n].group, sizeof(v[n].group), "%s", ge->d_name);
-			snprintf(v[n].topic, sizeof(v[n].topic), "%s", te->d_name);
-			n++;
-		}
-		closedir(gd);
+	while (rc == 0 && (te = readdir(td))) {
+		if (te->d_name[0] != '.' && strlen(te->d_name) <= NAME_MAX_LEN)
+			rc = collect_topic(mnt, te->d_name, &v, &n, &cap);
 	}
 	closedir(td);
-	if (n > 0)
+	if (rc < 0) {
+		free(v);
+		return rc;
+	}
+	if (n > 1)
 		qsort(v, n, sizeof(*v), entry_cmp);
 	*out = v;
 	*count = n;
