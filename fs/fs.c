@@ -83,14 +83,14 @@ struct view {
 
 struct fh;
 
-/* A .status or .metrics text rendered for a stat by one process. */
+/* A .status or .metrics text rendered for a stat by one thread (pid). */
 struct report {
 	pid_t pid;
 	char *text;
 	size_t len;
 	int64_t made_ms;            /* CLOCK_MONOTONIC */
 };
-/* Processes whose texts are kept at once, per file. */
+/* Threads whose texts are kept at once, per file (the oldest goes). */
 #define REPORT_SLOTS 8
 
 struct fs {
@@ -1973,6 +1973,7 @@ static int failure_cmp(const void *a, const void *b)
 		      ((const struct topic_failure *)b)->name);
 }
 
+/* Drop l's topic references and free its arrays. */
 static void topic_list_release(struct topic_list *l)
 {
 	for (size_t i = 0; i < l->nlive; i++)
@@ -1982,6 +1983,7 @@ static void topic_list_release(struct topic_list *l)
 	memset(l, 0, sizeof(*l));
 }
 
+/* Fill l (released by topic_list_release); 0 or -ENOMEM, l empty then. */
 static int topic_list_fill(struct fs *fs, struct topic_list *l)
 {
 	struct topic *ts[REPORT_BATCH];
@@ -2055,6 +2057,7 @@ static void status_configs(struct text *out, const struct topic_config *cfg)
 /* One live topic in kafka-topics --describe's layout, plus our fields. */
 static void status_topic(struct text *out, struct topic *t)
 {
+	uint32_t n = topic_partitions(t); /* one count for both: it grows */
 	struct topic_config cfg;
 	struct log_state st;
 	char leader[64], replicas[256], isr[256];
@@ -2062,10 +2065,10 @@ static void status_topic(struct text *out, struct topic *t)
 	topic_config(t, &cfg);
 	text_add(out, "Topic: %s\tTopicId: %s\tPartitionCount: %" PRIu32
 		 "\tReplicationFactor: %" PRIu32 "\tConfigs: ", topic_name(t),
-		 topic_uuid(t), topic_partitions(t), cfg.replication_factor);
+		 topic_uuid(t), n, cfg.replication_factor);
 	status_configs(out, &cfg);
 	text_add(out, "\n");
-	for (uint32_t p = 0; p < topic_partitions(t); p++) {
+	for (uint32_t p = 0; p < n; p++) {
 		struct part *part = topic_part(t, p);
 		log_get_state(part_log(part), &st);
 		part_attr(part, "leader", leader, sizeof(leader));
@@ -2178,6 +2181,7 @@ static const struct {
 };
 #define METRICS_FAMILIES (sizeof(metrics_families) / sizeof(metrics_families[0]))
 
+/* The value of field f in m (not MF_LATENCY, which is several). */
 static uint64_t metrics_value(const struct metrics_part *m,
 			      enum metrics_field f)
 {
