@@ -40,6 +40,8 @@ struct group_config {
 struct member {
 	struct group *g;
 	uint64_t id;
+	char host[MEMBER_HOST_MAX];      /* as kafka-consumer-groups' HOST */
+	char client[MEMBER_CLIENT_MAX];  /* ... and CLIENT-ID: "comm[pid]" */
 	int64_t last_poll_ms;
 	bool evicted;          /* told at its next read, then rejoins */
 	uint32_t rr;           /* partition rotation, for fairness */
@@ -504,6 +506,17 @@ struct group *groups_get(struct groups *gs, uint32_t index)
 	return g;
 }
 
+/* Whether g is listed: stored, or with members at the moment. */
+static bool group_listed(struct group *g)
+{
+	bool listed;
+
+	pthread_mutex_lock(&g->lock);
+	listed = g->stored || g->nmembers > 0;
+	pthread_mutex_unlock(&g->lock);
+	return listed;
+}
+
 unsigned groups_list(struct groups *gs, uint32_t from, struct group **out,
 		     unsigned max)
 {
@@ -511,7 +524,7 @@ unsigned groups_list(struct groups *gs, uint32_t from, struct group **out,
 
 	pthread_mutex_lock(&gs->lock);
 	for (uint32_t i = from; i < gs->n && n < max; i++) {
-		if (group_stored(gs->v[i]))
+		if (group_listed(gs->v[i]))
 			out[n++] = gs->v[i];
 	}
 	pthread_mutex_unlock(&gs->lock);
@@ -529,11 +542,13 @@ int groups_delete(struct groups *gs, const char *name)
 			g = gs->v[i];
 	}
 	pthread_mutex_unlock(&gs->lock);
-	if (!g || !group_stored(g))
+	if (!g)
 		return -ENOENT;
 	pthread_mutex_lock(&g->lock);
 	if (g->nmembers > 0) {
 		rc = -EBUSY;
+	} else if (!g->stored) {
+		rc = -ENOENT;
 	} else {
 		if (g->offsets)
 			log_abandon(g->offsets);
@@ -729,7 +744,40 @@ static void member_remove(struct group *g, struct member *m)
 	}
 }
 
-int member_join(struct group *g, struct member **out)
+/*
+ * "comm[pid]" of the process that thread tid belongs to, from /proc: the
+ * CLIENT-ID of a member. Bytes a column cannot hold (blanks, control
+ * characters) become '_'; "?[tid]" if the process is gone.
+ */
+static void member_client(pid_t tid, char *buf, size_t size)
+{
+	char path[64], line[128], comm[32] = "?";
+	long tgid = tid;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%ld/status", (long)tid);
+	f = fopen(path, "re");
+	while (f && fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "Tgid: %ld", &tgid) == 1)
+			break;
+	}
+	if (f)
+		fclose(f);
+	snprintf(path, sizeof(path), "/proc/%ld/comm", tgid);
+	f = fopen(path, "re");
+	if (f && fgets(comm, sizeof(comm), f)) {
+		comm[strcspn(comm, "\n")] = '\0';
+		for (char *c = comm; *c; c++) {
+			if ((unsigned char)*c <= ' ' || (unsigned char)*c >= 0x7f)
+				*c = '_';
+		}
+	}
+	if (f)
+		fclose(f);
+	snprintf(buf, size, "%s[%ld]", comm[0] ? comm : "?", tgid);
+}
+
+int member_join(struct group *g, pid_t pid, struct member **out)
 {
 	struct member *m = calloc(1, sizeof(*m));
 	int rc;
@@ -737,6 +785,10 @@ int member_join(struct group *g, struct member **out)
 	if (!m)
 		return -ENOMEM;
 	m->g = g;
+	if (gethostname(m->host, sizeof(m->host)) < 0 || !m->host[0])
+		snprintf(m->host, sizeof(m->host), "-");
+	m->host[sizeof(m->host) - 1] = '\0';
+	member_client(pid, m->client, sizeof(m->client));
 	pthread_mutex_lock(&g->lock);
 	m->id = ++g->next_member;
 	rc = member_add(g, m);
@@ -1124,6 +1176,15 @@ int group_getxattr(struct group *g, const char *name, char *buf, size_t size)
 		else
 			snprintf(buf, size, "-");
 		rc = 0;
+	} else if (rc == -ENODATA && per_partition(name, "member", n, &p) == 0) {
+		/* CONSUMER-ID HOST CLIENT-ID, as kafka-consumer-groups. */
+		if (p < g->nparts && g->owner[p])
+			snprintf(buf, size, "member-%" PRIu64 " %s %s",
+				 g->owner[p]->id, g->owner[p]->host,
+				 g->owner[p]->client);
+		else
+			snprintf(buf, size, "-");
+		rc = 0;
 	}
 	pthread_mutex_unlock(&g->lock);
 	if (rc != -ENODATA)
@@ -1153,9 +1214,10 @@ int group_getxattr(struct group *g, const char *name, char *buf, size_t size)
 int group_listxattr(struct group *g, char **out, size_t *len)
 {
 	static const char *const kinds[] = { "offset", "log_end_offset", "lag",
-					     "owner" };
+					     "owner", "member" };
+	const size_t nkinds = sizeof(kinds) / sizeof(kinds[0]);
 	uint32_t n = topic_partitions(g->gs->t);
-	size_t cap = GROUP_SETTINGS * 64 + (size_t)n * 4 * 48 + 1, at = 0;
+	size_t cap = GROUP_SETTINGS * 64 + (size_t)n * nkinds * 48 + 1, at = 0;
 	char *buf = malloc(cap);
 
 	if (!buf)
@@ -1164,7 +1226,7 @@ int group_listxattr(struct group *g, char **out, size_t *len)
 		at += (size_t)snprintf(buf + at, cap - at, "user.topicfs.%s",
 				       group_settings[i]) + 1;
 	for (uint32_t p = 0; p < n; p++) {
-		for (size_t k = 0; k < 4; k++)
+		for (size_t k = 0; k < nkinds; k++)
 			at += (size_t)snprintf(buf + at, cap - at,
 					       "user.topicfs.%s.%" PRIu32,
 					       kinds[k], p) + 1;
@@ -1254,7 +1316,8 @@ int group_setxattr(struct group *g, const char *name, const char *value,
 	} else if (rc == -ENODATA &&
 		   (per_partition(name, "log_end_offset", n, &p) == 0 ||
 		    per_partition(name, "lag", n, &p) == 0 ||
-		    per_partition(name, "owner", n, &p) == 0)) {
+		    per_partition(name, "owner", n, &p) == 0 ||
+		    per_partition(name, "member", n, &p) == 0)) {
 		rc = -EPERM;
 	}
 	pthread_mutex_unlock(&g->lock);

@@ -24,6 +24,9 @@
 
 /* Groups one topic can have (inode numbering leaves 20 bits). */
 #define GROUPS_MAX (1u << 20)
+/* A member's host name and client id, with their NUL. */
+#define MEMBER_HOST_MAX 65
+#define MEMBER_CLIENT_MAX 48
 
 struct groups;
 struct group;
@@ -41,7 +44,10 @@ void groups_close(struct groups *gs);
 int groups_lookup(struct groups *gs, const char *name, struct group **out);
 /* The group with index i (its inode), or NULL. */
 struct group *groups_get(struct groups *gs, uint32_t index);
-/* Stored groups with index >= from, at most max. */
+/*
+ * Groups with index >= from, at most max, that are stored or have
+ * members (what `ls MNT/t/.groups` lists).
+ */
 unsigned groups_list(struct groups *gs, uint32_t from, struct group **out,
 		     unsigned max);
 /* Delete a stored group: -EBUSY while it has members. */
@@ -62,8 +68,13 @@ int group_listxattr(struct group *g, char **out, size_t *len);
 int group_setxattr(struct group *g, const char *name, const char *value,
 		   size_t len);
 
-/* Join (open for reading) and leave (close). */
-int member_join(struct group *g, struct member **out);
+/*
+ * Join (open for reading) and leave (close). pid is the thread that
+ * opened the member's file: the member's CLIENT-ID names its process
+ * ("comm[pid]"), its HOST is this machine's host name (the xattr
+ * user.topicfs.member.<p> shows both).
+ */
+int member_join(struct group *g, pid_t pid, struct member **out);
 void member_leave(struct member *m);
 /* What one read returns: extents of partition files (log.h). */
 #define MEMBER_EXTENTS_MAX 32

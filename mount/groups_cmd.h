@@ -1,4 +1,7 @@
-/* `topicfs groups MNT [GROUP]`: kafka-consumer-groups --describe. */
+/*
+ * `topicfs groups [--list] MNT [GROUP]`: kafka-consumer-groups --describe
+ * and --list for a mounted topicfs.
+ */
 #ifndef TOPICFS_MOUNT_GROUPS_CMD_H
 #define TOPICFS_MOUNT_GROUPS_CMD_H
 

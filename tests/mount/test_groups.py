@@ -12,6 +12,7 @@ import errno
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -691,10 +692,17 @@ class GroupTest(MountTest):
         self.assertEqual(os.listdir(gdir), [])
         self.fill([3] * NPARTS)
         fd = self.join("g")
+        # Listed while it has members, before any commit (issue 8).
+        self.assertEqual(os.listdir(gdir), ["g"], "not listed with a member")
+        self.assertErrno(errno.EBUSY, os.unlink, self.gpath("g"))
         self.assertEqual(len(parse(os.read(fd, 65536))), 3 * NPARTS)
-        self.assertEqual(os.listdir(gdir), [], "listed before any commit")
         self.leave(fd)
         wait_for(lambda: os.listdir(gdir) == ["g"], what="g to be listed")
+        # A group whose members left without committing is not listed.
+        fd = self.join("passing")
+        self.assertEqual(sorted(os.listdir(gdir)), ["g", "passing"])
+        self.leave(fd)
+        wait_for(lambda: os.listdir(gdir) == ["g"], what="passing to go")
         self.gset("configured", "enable.auto.commit", "false")
         self.assertEqual(sorted(os.listdir(gdir)), ["configured", "g"])
         # rm: EBUSY with members; rmdir cannot work on a file.
@@ -724,31 +732,148 @@ class GroupTest(MountTest):
         fds = [self.join("g"), self.join("g")]
         return fds
 
+    def groups_cmd(self, *args):
+        r = subprocess.run([BIN, "groups", *args], capture_output=True,
+                           timeout=60)
+        return r.returncode, r.stdout.decode(), r.stderr.decode()
+
+    def tables(self, out):
+        """kafka-consumer-groups --describe output: per group a blank
+        line, the header, the rows; returns [(header, [rows])]."""
+        tables = []
+        lines = out.split("\n")
+        self.assertEqual(lines[-1], "", "output ends with a newline")
+        i = 0
+        while i < len(lines) - 1:
+            self.assertEqual(lines[i], "", f"no blank line before {lines[i]!r}")
+            header, rows = lines[i + 1], []
+            i += 2
+            while i < len(lines) - 1 and lines[i]:
+                rows.append(lines[i].split())
+                i += 1
+            tables.append((header, rows))
+        return tables
+
     def test_groups_command_prints_the_table(self):
+        """kafka-consumer-groups --describe: one table per group, Kafka's
+        columns and widths, the owner's HOST and CLIENT-ID."""
         fds = self.describe_setup()
-        r = subprocess.run([BIN, "groups", self.m.mnt], capture_output=True)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        lines = r.stdout.decode().splitlines()
-        self.assertEqual(lines[0].split(),
+        rc, out, err = self.groups_cmd(self.m.mnt)
+        self.assertEqual(rc, 0, err)
+        tables = self.tables(out)
+        self.assertEqual(len(tables), 2)
+        header = tables[0][0]
+        self.assertEqual(header.split(),
                          ["GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET",
-                          "LOG-END-OFFSET", "LAG", "CONSUMER-ID"])
-        rows = [l.split() for l in lines[1:]]
-        expect = [["g", "t", str(p),
-                   str(p) if p < NPARTS - 1 else "-", str(10 + p),
-                   str(10) if p < NPARTS - 1 else "-",
-                   f"member-{p % 2 + 1}"] for p in range(NPARTS)]
-        expect += [["h", "t", "0", "10", "10", "0", "-"]] + \
-            [["h", "t", str(p), "-", str(10 + p), "-", "-"]
+                          "LOG-END-OFFSET", "LAG", "CONSUMER-ID", "HOST",
+                          "CLIENT-ID"])
+        # Kafka's widths: GROUP and TOPIC at least 15, PARTITION 10, ...
+        self.assertEqual(header.index("TOPIC"), 16)
+        self.assertEqual(header.index("PARTITION"), 32)
+        self.assertEqual(header.index("CURRENT-OFFSET"), 43)
+        host = socket.gethostname()
+        with open("/proc/self/comm") as f:
+            client = f"{f.read().strip()}[{os.getpid()}]"
+        expect_g = [["g", "t", str(p),
+                     str(p) if p < NPARTS - 1 else "-", str(10 + p),
+                     str(10) if p < NPARTS - 1 else "-",
+                     f"member-{p % 2 + 1}", host, client]
+                    for p in range(NPARTS)]
+        expect_h = [["h", "t", "0", "10", "10", "0", "-", "-", "-"]] + \
+            [["h", "t", str(p), "-", str(10 + p), "-", "-", "-", "-"]
              for p in range(1, NPARTS)]
-        self.assertEqual(sorted(rows), sorted(expect))
-        r = subprocess.run([BIN, "groups", self.m.mnt, "h"], capture_output=True)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual([l.split() for l in r.stdout.decode().splitlines()[1:]],
-                         [e for e in expect if e[0] == "h"])
-        r = subprocess.run([BIN, "groups", self.m.mnt, "nope"],
-                           capture_output=True)
-        self.assertEqual(r.returncode, 1)
+        self.assertEqual(tables[0][1], expect_g)
+        self.assertEqual(tables[1][1], expect_h)
+        # Kafka's line for a group nobody reads, on stderr; none for g.
+        self.assertEqual(err, "\nConsumer group 'h' has no active members.\n")
+        rc, out, err = self.groups_cmd(self.m.mnt, "h")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual([t[1] for t in self.tables(out)], [expect_h])
+        self.assertIn("Consumer group 'h' has no active members.", err)
+        rc, out, err = self.groups_cmd(self.m.mnt, "nope")
+        self.assertEqual(rc, 1)
+        self.assertEqual(err, "Error: Consumer group 'nope' does not exist.\n")
         del fds
+
+    def test_member_attribute_names_host_and_process(self):
+        """user.topicfs.member.<p>: CONSUMER-ID HOST CLIENT-ID of the
+        owner, the client being the command and pid of the process that
+        opened the member file; read-only."""
+        self.fill([1] * NPARTS)
+        reader = subprocess.Popen(
+            [sys.executable, "-c", READER, self.gpath("g")],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.addCleanup(reader.wait)
+        self.addCleanup(reader.kill)
+        self.assertEqual(reader.stdout.readline(), b"READY\n")
+        with open(f"/proc/{reader.pid}/comm") as f:
+            comm = f.read().strip()
+        want = f"member-1 {socket.gethostname()} {comm}[{reader.pid}]"
+        self.assertEqual([self.gget("g", f"member.{p}")
+                          for p in range(NPARTS)], [want] * NPARTS)
+        self.assertIn(P + "member.0", os.listxattr(self.gpath("g")))
+        self.assertErrno(errno.EPERM, os.setxattr, self.gpath("g"),
+                         P + "member.0", b"x")
+        self.assertEqual(self.gget("other", "member.0"), "-")
+        # Shown by `topicfs groups` before the group ever commits.
+        rc, out, err = self.groups_cmd(self.m.mnt, "g")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(err, "")
+        rows = self.tables(out)[0][1]
+        self.assertEqual(rows, [["g", "t", str(p), "-", "1", "-", "member-1",
+                                 socket.gethostname(), f"{comm}[{reader.pid}]"]
+                                for p in range(NPARTS)])
+
+    def test_groups_list(self):
+        """--list: every group name once, sorted, also a group that only
+        has members so far and one used on two topics."""
+        os.mkdir(self.m.path("u"))
+        self.gset("zed", "enable.auto.commit", "false")
+        self.gset("alpha", "offset.0", 0)
+        self.gset("alpha", "offset.0", 0, topic="u")
+        fd = self.join("active", topic="u")
+        rc, out, err = self.groups_cmd("--list", self.m.mnt)
+        self.assertEqual((rc, err), (0, ""))
+        self.assertEqual(out, "active\nalpha\nzed\n")
+        # A group on two topics is one table with rows of both.
+        rc, out, err = self.groups_cmd(self.m.mnt, "alpha")
+        self.assertEqual(rc, 0, err)
+        rows = self.tables(out)[0][1]
+        self.assertEqual([(r[1], r[2]) for r in rows],
+                         [("t", str(p)) for p in range(NPARTS)] +
+                         [("u", str(p)) for p in range(NPARTS)])
+        self.leave(fd)
+
+    def test_groups_help_and_bad_command_lines(self):
+        for arg in ("-h", "--help"):
+            rc, out, err = self.groups_cmd(arg)
+            self.assertEqual((rc, err), (0, ""), arg)
+            self.assertTrue(out.startswith("usage: topicfs groups"), out)
+            self.assertIn("--list", out)
+        for args in ((), ("--bogus", self.m.mnt),
+                     ("--list", self.m.mnt, "extra"),
+                     (self.m.mnt, "g", "extra")):
+            rc, out, err = self.groups_cmd(*args)
+            self.assertEqual(rc, 2, args)
+            self.assertIn("usage: topicfs groups", err)
+
+    def test_groups_refuses_what_is_not_a_topicfs_mount(self):
+        """A plain directory, a directory inside the mount and a missing
+        path: one line naming the path, exit 1, nothing on stdout."""
+        plain = os.path.join(self.tmp, "plain")
+        os.mkdir(plain)
+        for path in (plain, self.m.path("t"), "/proc"):
+            for args in ((path,), ("--list", path)):
+                rc, out, err = self.groups_cmd(*args)
+                self.assertEqual((rc, out), (1, ""), args)
+                self.assertEqual(err, f"topicfs groups: {path} is not a "
+                                 "topicfs mount (no topicfs file system is "
+                                 "mounted there)\n")
+        missing = os.path.join(self.tmp, "missing")
+        rc, out, err = self.groups_cmd(missing)
+        self.assertEqual((rc, out), (1, ""))
+        self.assertEqual(err, f"topicfs groups: {missing}: No such file or "
+                         "directory\n")
 
     def test_metrics_export_lag_per_group_and_partition(self):
         self.describe_setup()
