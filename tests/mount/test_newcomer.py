@@ -14,6 +14,7 @@
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -158,16 +159,9 @@ class DemoTest(unittest.TestCase):
         # Again while the mount is live: unmounted, remounted, no records.
         stdout = self.run_demo()
         self.assertEqual(self.records_after(stdout), first)
-        for cmd in self.suggestions(stdout):
-            if cmd.startswith("man "):
-                continue  # the page is checked in InstallTest
-            r = subprocess.run(["bash", "-c", cmd], env=self.env,
-                               cwd=self.tmp, capture_output=True,
-                               timeout=DEADLINE_S)
-            self.assertEqual(r.returncode, 0,
-                             f"demo suggestion {cmd!r} failed:\n{r.stderr}")
-            if "tail -f" in cmd:
-                self.assertIn(b"another record\n", r.stdout)
+        rc, out = self.run_suggestions(stdout)
+        self.assertEqual(rc, 0, out.decode(errors="replace"))
+        self.assertIn(b"another record\n", out)
         self.assertFalse(is_mounted(self.mnt))
         # Again just after that unmount, while the old daemon may still
         # be shutting down: it waits for it, and adds nothing.
@@ -175,6 +169,35 @@ class DemoTest(unittest.TestCase):
         self.assertEqual(after["0"][:len(first["0"])], first["0"])
         self.assertEqual(after["0"].count(b"another record\n"), 1)
         self.assertEqual(sum(v.count(b"\n") for v in after.values()), 6)
+
+    def run_suggestions(self, stdout):
+        """Run the commands the demo suggests one after the other in one
+        shell, as a user pastes them into a terminal (so what one leaves
+        running in the background is still there for the next), stopping
+        at the first that fails. Return the shell's status and output.
+        Whatever is left running afterwards is killed."""
+        script = []
+        for cmd in self.suggestions(stdout):
+            if cmd.startswith("man "):
+                continue  # the page is checked in InstallTest
+            script.append(cmd)
+            script.append(f"rc=$?; [ $rc -eq 0 ] || {{ echo failed with "
+                          f"$rc: {shlex.quote(cmd)}; exit 1; }}")
+        with tempfile.TemporaryFile(dir=self.tmp) as out:
+            p = subprocess.Popen(["bash", "-c", "\n".join(script)],
+                                 env=self.env, cwd=self.tmp, stdout=out,
+                                 stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+            try:
+                rc = p.wait(timeout=DEADLINE_S)
+            finally:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                p.wait()
+            out.seek(0)
+            return rc, out.read()
 
     def records_after(self, stdout):
         self.assertIn(f"topicfs is mounted at {self.mnt}", stdout)
