@@ -30,6 +30,17 @@ def mounts_under(base):
     return [p for p in points if p == real or p.startswith(real + "/")]
 
 
+def mount_namespace_problem():
+    """Why `unshare -m` cannot make a mount namespace here, or None. In a
+    chroot it fails with "unshare: cannot change root filesystem
+    propagation": the root of a chroot is not a mount point."""
+    r = subprocess.run(["unshare", "-m", "true"], capture_output=True,
+                       text=True, timeout=DEADLINE_S)
+    if r.returncode == 0:
+        return None
+    return r.stderr.strip() or f"unshare -m exited with {r.returncode}"
+
+
 def mount_fstype(path):
     real = os.path.realpath(path)
     with open("/proc/self/mountinfo") as f:
@@ -213,6 +224,8 @@ class ProgramTest(ProgramBase):
         whose /dev holds that socket, /dev/fuse and /dev/null."""
         need(os.geteuid() == 0, "needs root (a mount namespace)")
         need(shutil.which("unshare") is not None, "unshare is missing")
+        problem = mount_namespace_problem()
+        need(problem is None, f"no mount namespace can be made here: {problem}")
         dev = os.path.join(self.tmp, "dev")
         os.mkdir(dev)
         for name in ("fuse", "null"):
