@@ -210,6 +210,10 @@ static int group_store(struct group *g)
 
 	if (g->stored)
 		return 0;
+	/* Its path names where the topic was, which a new topic of the same
+	 * name may have taken since. */
+	if (topic_deleted(g->gs->t))
+		return -ENOENT;
 	if (mkdir(g->gs->dir, 0755) < 0 && errno != EEXIST)
 		return -errno;
 	if (mkdir(g->dir, 0755) < 0 && errno != EEXIST)

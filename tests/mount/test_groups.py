@@ -365,6 +365,22 @@ class GroupTest(MountTest):
         fd = self.join("g")
         self.assertEqual(self.read_to_eof(fd), [rec(0, i) for i in range(5, 10)])
 
+    def test_member_of_a_deleted_topic_never_writes_into_its_successor(self):
+        """A member still open on a deleted topic commits nowhere, even
+        when a new topic has taken the old one's name (and path)."""
+        self.fill([10] + [0] * (NPARTS - 1))
+        fd = self.join("g")
+        self.assertEqual(len(parse(os.read(fd, 30))), 3)
+        os.rmdir(self.m.path("t"))
+        os.mkdir(self.m.path("t"))
+        self.leave(fd)  # auto commit of the 3 records read, refused
+        wait_for(lambda: "topic t group g: commit failed" in
+                 self.m.log_text(), what="the commit at close")
+        self.assertEqual(os.listdir(self.gpath("").rstrip("/")), [])
+        stored = os.path.join(self.m.data, "topics", "t", "groups")
+        self.assertFalse(os.path.exists(os.path.join(stored, "g")),
+                         "the old topic's commit landed in the new topic")
+
     def test_manual_commit_only_on_fsync(self):
         self.fill([10] + [0] * (NPARTS - 1))
         self.gset("g", "enable.auto.commit", "false")
