@@ -168,6 +168,20 @@ int seg_set_codec(struct seg *s, int codec);
 /* Trim the index file to its entries: the segment will not grow. */
 int seg_seal(struct seg *s);
 
+/*
+ * The entries in the first size bytes of an index file, idx. The index of
+ * the segment being appended to is allocated ahead and only trimmed to its
+ * entries when the segment is sealed or closed, so the file of a live
+ * partition (or of one whose daemon died) ends in zeros, the last chunk
+ * possibly cut inside a slot: the entries end at the first slot that is
+ * all zeros, which no entry is (its .meta position is past the segment
+ * header). *tail_zero says whether every byte after them is zero; if not,
+ * the file is not an index as topicfs writes it. Reads O(log n) slots
+ * plus the tail. Shared by seg_load and `topicfs dump-log`.
+ */
+uint64_t seg_index_entries(const uint8_t *idx, uint64_t size,
+			   bool *tail_zero);
+
 int seg_sync(struct seg *s);
 
 /* Batch containing offset (base_offset <= off < end_offset). */
