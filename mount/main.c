@@ -56,19 +56,16 @@ struct options {
 	int version;
 };
 
-enum { KEY_HELP, KEY_VERSION };
+enum { KEY_HELP, KEY_VERSION, KEY_UID, KEY_GID, KEY_UMASK };
 
 static const struct fuse_opt option_spec[] = {
 	{ "num.partitions=%u", offsetof(struct options, num_partitions), 0 },
 	/* Read, and left for libfuse, which needs it too. */
 	{ "max_read=%u", offsetof(struct options, max_read), 0 },
 	FUSE_OPT_KEY("max_read=", FUSE_OPT_KEY_KEEP),
-	{ "uid=%u", offsetof(struct options, uid), 0 },
-	{ "uid=", offsetof(struct options, set_uid), 1 },
-	{ "gid=%u", offsetof(struct options, gid), 0 },
-	{ "gid=", offsetof(struct options, set_gid), 1 },
-	{ "umask=%o", offsetof(struct options, umask), 0 },
-	{ "umask=", offsetof(struct options, set_umask), 1 },
+	FUSE_OPT_KEY("uid=", KEY_UID),
+	FUSE_OPT_KEY("gid=", KEY_GID),
+	FUSE_OPT_KEY("umask=", KEY_UMASK),
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -106,6 +103,27 @@ static void usage(FILE *out)
 		"Unmount with: fusermount3 -u MOUNTPOINT\n");
 }
 
+/*
+ * The value of "name=value" as a number in base, strictly (libfuse's
+ * "%u" would take "12abc" as 12): digits only, at most max.
+ */
+static int option_number(const char *arg, int base, unsigned long max,
+			 unsigned *out)
+{
+	const char *v = strchr(arg, '=') + 1;
+	unsigned long n;
+	char *end;
+
+	if (*v < '0' || *v > '9')
+		return -1;
+	errno = 0;
+	n = strtoul(v, &end, base);
+	if (errno || *end || n > max)
+		return -1;
+	*out = (unsigned)n;
+	return 0;
+}
+
 static int option_proc(void *data, const char *arg, int key,
 		       struct fuse_args *outargs)
 {
@@ -113,6 +131,25 @@ static int option_proc(void *data, const char *arg, int key,
 
 	(void)outargs;
 	switch (key) {
+	case KEY_UID:
+	case KEY_GID:
+		/* (uid_t)-1 means "no change" to chown: not an owner. */
+		if (option_number(arg, 10, (uid_t)-1 - 1,
+				  key == KEY_UID ? &o->uid : &o->gid) < 0) {
+			fprintf(stderr, "topicfs: -o %s: must be a number "
+				"below %u\n", arg, (unsigned)(uid_t)-1);
+			return -1;
+		}
+		*(key == KEY_UID ? &o->set_uid : &o->set_gid) = 1;
+		return 0;
+	case KEY_UMASK:
+		if (option_number(arg, 8, 0777, &o->umask) < 0) {
+			fprintf(stderr, "topicfs: -o %s: must be octal, 000 to "
+				"777\n", arg);
+			return -1;
+		}
+		o->set_umask = 1;
+		return 0;
 	case KEY_HELP:
 		o->help = 1;
 		return 0;
@@ -623,16 +660,6 @@ int main(int argc, char **argv)
 	if (o.num_partitions < 1 || o.num_partitions > TOPIC_PARTITIONS_MAX) {
 		fprintf(stderr, "topicfs: num.partitions must be 1 to %u\n",
 			TOPIC_PARTITIONS_MAX);
-		goto out;
-	}
-	if (o.set_umask && o.umask > 0777) {
-		fprintf(stderr, "topicfs: umask must be 000 to 777 (octal)\n");
-		goto out;
-	}
-	if ((o.set_uid && o.uid == (unsigned)-1) ||
-	    (o.set_gid && o.gid == (unsigned)-1)) {
-		fprintf(stderr, "topicfs: uid and gid must be below %u\n",
-			(unsigned)-1);
 		goto out;
 	}
 	/* The type findmnt shows is fuse.topicfs whatever the program's
