@@ -366,12 +366,11 @@ struct mount_entry {
 /* Split a mountinfo line (changed in place); false if it is malformed. */
 static bool mountinfo_parse(char *line, struct mount_entry *e)
 {
-	char *save = NULL, *f;
-	int i = 0;
+	char *save = NULL, *f = strtok_r(line, " \n", &save);
 	bool dash = false;
 
 	memset(e, 0, sizeof(*e));
-	for (f = strtok_r(line, " \n", &save); f; f = strtok_r(NULL, " \n", &save)) {
+	for (int i = 0; f; f = strtok_r(NULL, " \n", &save), i++) {
 		if (i == 4)
 			e->point = f;
 		else if (i > 5 && !dash && strcmp(f, "-") == 0)
@@ -380,7 +379,6 @@ static bool mountinfo_parse(char *line, struct mount_entry *e)
 			e->type = f;
 		else if (dash && !e->source)
 			e->source = f;
-		i++;
 	}
 	if (!e->point || !e->type || !e->source)
 		return false;
