@@ -54,8 +54,8 @@ static int dump_index(struct dump_seg *d, uint64_t base_pos, FILE *out)
 			return -ENOMEM;
 		if (io_pread_full(d->idx_fd, idx, size, 0) < 0) {
 			fprintf(out, "  index: unreadable\n");
-			free(idx);
-			return 1;
+			bad = 1;
+			goto out_free;
 		}
 		count = seg_index_entries(idx, size, &tail_zero);
 	}
@@ -90,6 +90,7 @@ static int dump_index(struct dump_seg *d, uint64_t base_pos, FILE *out)
 		}
 	}
 	fprintf(out, "  index: %" PRIu64 " entries, %d bad\n", count, bad);
+out_free:
 	free(idx);
 	return bad;
 }

@@ -448,6 +448,13 @@ class ProgramTest(ProgramBase):
                            capture_output=True, text=True, check=True)
         self.assertEqual(r.stdout.splitlines()[-1].strip(),
                          os.path.realpath(data))
+        # The live-mount check reads that source back, escapes and all.
+        mnt2 = os.path.join(self.tmp, "mnt2")
+        os.mkdir(mnt2)
+        t0 = time.monotonic()
+        line = self.assertRefused([data, mnt2])
+        self.assertLess(time.monotonic() - t0, 5.0)
+        self.assertIn("in use by another topicfs mount on", line)
         subprocess.run(["fusermount3", "-u", self.mnt], check=True)
         self.assertEqual(p.wait(timeout=DEADLINE_S), 0)
 
