@@ -351,37 +351,103 @@ int config_parse(struct topic_config *c, const char *text, char *why,
 	return 0;
 }
 
-/* Parse "YYYY-MM-DDTHH:MM:SS[.mmm](Z|+HH:MM|-HH:MM)" into Unix ms. */
+/* Exactly n digits at *p, as a number, and *p moved past them; -1 if not. */
+static int time_digits(const char **p, int n)
+{
+	int v = 0;
+
+	for (int i = 0; i < n; i++) {
+		if ((*p)[i] < '0' || (*p)[i] > '9')
+			return -1;
+		v = v * 10 + ((*p)[i] - '0');
+	}
+	*p += n;
+	return v;
+}
+
+/* Whether *p starts with c; if so *p is moved past it. */
+static bool time_char(const char **p, char c)
+{
+	if (**p != c)
+		return false;
+	(*p)++;
+	return true;
+}
+
+static int time_days_in_month(int year, int month)
+{
+	static const int days[12] = { 31, 28, 31, 30, 31, 30,
+				      31, 31, 30, 31, 30, 31 };
+	bool leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+
+	return month == 2 && leap ? 29 : days[month - 1];
+}
+
+/*
+ * The ISO 8601 forms people write, strictly: digits exactly where the
+ * standard puts them, every field in its range, nothing before or after.
+ * A time without a zone is refused (the daemon's local time is nobody's
+ * intent); a fraction finer than a millisecond is cut to the millisecond.
+ */
 int config_parse_time(const char *s, int64_t *ms)
 {
 	struct tm tm;
-	const char *p;
-	int64_t frac = 0, offset = 0;
+	const char *p = s;
+	int64_t frac = 0, offset = 0, scale = 100;
+	int year, month, day, hour, min, sec = 0;
 
-	memset(&tm, 0, sizeof(tm));
-	p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-	if (!p)
+	year = time_digits(&p, 4);
+	if (year < 0 || !time_char(&p, '-'))
 		return -EINVAL;
-	if (*p == '.') {
-		int digits = 0;
-		for (p++; *p >= '0' && *p <= '9'; p++, digits++) {
-			if (digits < 3)
-				frac = frac * 10 + (*p - '0');
-		}
-		if (digits == 0)
+	month = time_digits(&p, 2);
+	if (month < 1 || month > 12 || !time_char(&p, '-'))
+		return -EINVAL;
+	day = time_digits(&p, 2);
+	if (day < 1 || day > time_days_in_month(year, month) ||
+	    !time_char(&p, 'T'))
+		return -EINVAL;
+	hour = time_digits(&p, 2);
+	if (hour < 0 || hour > 23 || !time_char(&p, ':'))
+		return -EINVAL;
+	min = time_digits(&p, 2);
+	if (min < 0 || min > 59)
+		return -EINVAL;
+	if (time_char(&p, ':')) {
+		sec = time_digits(&p, 2);
+		if (sec < 0 || sec > 59)
 			return -EINVAL;
-		for (; digits < 3; digits++)
-			frac *= 10;
+		if (time_char(&p, '.') || time_char(&p, ',')) {
+			if (*p < '0' || *p > '9')
+				return -EINVAL;
+			for (; *p >= '0' && *p <= '9'; p++, scale /= 10)
+				frac += (*p - '0') * scale;
+		}
 	}
-	if (*p == 'Z' && p[1] == '\0') {
-		offset = 0;
-	} else if ((*p == '+' || *p == '-') && strlen(p) == 6 && p[3] == ':') {
-		int h = (p[1] - '0') * 10 + (p[2] - '0');
-		int m = (p[4] - '0') * 10 + (p[5] - '0');
-		offset = (h * 60 + m) * 60 * (*p == '+' ? 1 : -1);
-	} else {
+	if (time_char(&p, '+') || time_char(&p, '-')) {
+		int sign = p[-1] == '+' ? 1 : -1, oh, om = 0;
+
+		oh = time_digits(&p, 2);
+		if (oh < 0 || oh > 23)
+			return -EINVAL;
+		if (*p != '\0') {
+			time_char(&p, ':');
+			om = time_digits(&p, 2);
+			if (om < 0 || om > 59)
+				return -EINVAL;
+		}
+		offset = sign * (oh * 60 + om) * 60;
+	} else if (!time_char(&p, 'Z')) {
 		return -EINVAL;
 	}
+	if (*p != '\0')
+		return -EINVAL;
+	memset(&tm, 0, sizeof(tm));
+	tm.tm_year = year - 1900;
+	tm.tm_mon = month - 1;
+	tm.tm_mday = day;
+	tm.tm_hour = hour;
+	tm.tm_min = min;
+	tm.tm_sec = sec;
 	*ms = ((int64_t)timegm(&tm) - offset) * 1000 + frac;
 	return 0;
 }

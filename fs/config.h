@@ -71,8 +71,11 @@ int config_parse(struct topic_config *c, const char *text, char *why,
 		 size_t why_size);
 
 /*
- * Parse an ISO-8601 time "YYYY-MM-DDTHH:MM:SS[.mmm](Z|+HH:MM|-HH:MM)"
- * into Unix milliseconds. -EINVAL if it is not one.
+ * Parse an ISO 8601 time into Unix milliseconds:
+ * "YYYY-MM-DDTHH:MM[:SS[.fff…]]" then the zone "Z", "±hh:mm", "±hhmm" or
+ * "±hh" (the fraction of any length, "." or ",", cut to milliseconds).
+ * -EINVAL for anything else: a missing zone, a lowercase "t" or "z", a
+ * space for "T", a field out of range (month 13, February 30, hour 24).
  */
 int config_parse_time(const char *s, int64_t *ms);
 

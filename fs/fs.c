@@ -101,8 +101,9 @@ struct fs {
 	struct view *views;
 	uint64_t next_view;
 	struct fh *open_files;      /* every open file handle */
-	uid_t uid;
-	gid_t gid;
+	uid_t uid;                  /* owner of every file (-o uid=) */
+	gid_t gid;                  /* group of every file (-o gid=) */
+	mode_t umask;               /* cleared from every mode (-o umask=) */
 	time_t mount_time;
 	unsigned max_read;          /* bytes per read request */
 	/* Protects reports; taken before lock (rendering takes lock). */
@@ -365,26 +366,30 @@ static void node_stat(struct fs *fs, fuse_ino_t ino, const struct node *n,
 	case K_ROOT:
 	case K_TOPIC:
 	case K_GROUPS:
-		st->st_mode = S_IFDIR | 0755;
+		st->st_mode = S_IFDIR | (0777 & ~fs->umask);
 		st->st_nlink = 2;
 		break;
 	case K_STATUS:
 	case K_METRICS:
 	case K_GROUP:
-		st->st_mode = S_IFREG | 0444;
+		/* w on a group file: may configure and reset it (setxattr);
+		 * the daemon refuses opens for writing all the same. */
+		st->st_mode = S_IFREG | ((n->kind == K_GROUP ? 0666 : 0444) &
+					 ~fs->umask);
 		st->st_nlink = 1;
 		if (n->kind == K_GROUP)
 			st->st_blksize = DATA_IO_SIZE;
 		break;
 	case K_PRODUCE:
-		st->st_mode = S_IFREG | 0200;
+		st->st_mode = S_IFREG | (0222 & ~fs->umask);
 		st->st_nlink = 1;
 		st->st_blksize = PRODUCE_IO_SIZE;
 		break;
 	case K_PART:
 	case K_VIEW:
 		log_get_bounds(part_log(topic_part(n->t, n->part)), &ls);
-		st->st_mode = S_IFREG | (n->kind == K_PART ? 0644 : 0444);
+		st->st_mode = S_IFREG | ((n->kind == K_PART ? 0666 : 0444) &
+					 ~fs->umask);
 		st->st_nlink = 1;
 		st->st_blksize = DATA_IO_SIZE;
 		if (n->kind == K_PART)
@@ -653,7 +658,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	}
 	if (to_set & ~allowed) {
 		refuse_ino(req, ino, EPERM, "change of mode or owner refused: "
-			   "topicfs files have fixed permissions");
+			   "topicfs files have fixed permissions (mount "
+			   "options uid, gid, umask)");
 		return;
 	}
 	op_getattr(req, ino, fi);
@@ -2561,7 +2567,8 @@ const struct fuse_lowlevel_ops *fs_ops(void)
 	return &fs_operations;
 }
 
-int fs_new(struct broker *b, unsigned max_read, struct fs **out)
+int fs_new(struct broker *b, unsigned max_read, const struct fs_perms *perms,
+	   struct fs **out)
 {
 	struct fs *fs = calloc(1, sizeof(*fs));
 
@@ -2571,8 +2578,9 @@ int fs_new(struct broker *b, unsigned max_read, struct fs **out)
 	fs->max_read = max_read;
 	pthread_mutex_init(&fs->lock, NULL);
 	pthread_mutex_init(&fs->report_lock, NULL);
-	fs->uid = getuid();
-	fs->gid = getgid();
+	fs->uid = perms->uid;
+	fs->gid = perms->gid;
+	fs->umask = perms->umask & 0777;
 	fs->mount_time = time(NULL);
 	*out = fs;
 	return 0;

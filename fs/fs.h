@@ -29,8 +29,21 @@ struct fs;
  */
 #define FS_MAX_READ (512u << 10)
 
+/*
+ * Owner, group and permissions of everything in the mount: modes are
+ * 0777 for directories, 0666 for partitions and group files, 0222 for
+ * .produce and 0444 for the rest, less umask. The kernel checks them
+ * (default_permissions); docs/MOUNTING.md, Security.
+ */
+struct fs_perms {
+	uid_t uid;
+	gid_t gid;
+	mode_t umask;
+};
+
 /* max_read: the mount option's value (libfuse wants both the same). */
-int fs_new(struct broker *b, unsigned max_read, struct fs **out);
+int fs_new(struct broker *b, unsigned max_read, const struct fs_perms *perms,
+	   struct fs **out);
 const struct fuse_lowlevel_ops *fs_ops(void);
 
 /*

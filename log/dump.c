@@ -29,60 +29,69 @@ static int dump_open(int dir_fd, const char *name, int64_t *size)
 	return fd;
 }
 
-/* Check the index entries against the batches they point at. */
+/*
+ * Check the index entries against the batches they point at. The index is
+ * read as seg_load reads it (seg_index_entries): the zero slots allocated
+ * ahead of a live segment's entries are not entries, and not an error.
+ */
 static int dump_index(struct dump_seg *d, uint64_t base_pos, FILE *out)
 {
-	uint8_t raw[INDEX_ENTRY_SIZE], hdr[BATCH_HDR_SIZE];
+	uint8_t hdr[BATCH_HDR_SIZE], *idx = NULL;
 	struct index_entry e, prev = { 0, 0, 0, INT64_MIN };
 	struct batch_hdr h;
+	uint64_t count = 0, size;
+	bool tail_zero = true;
 	int bad = 0;
 
-	if (d->idx_fd < 0) {
+	if (d->idx_fd < 0 || d->idx_size < 0) {
 		fprintf(out, "  index: missing\n");
 		return 1;
 	}
-	if (d->idx_size % INDEX_ENTRY_SIZE) {
-		fprintf(out, "  index: size %" PRId64 " is not a multiple of %d\n",
-			d->idx_size, INDEX_ENTRY_SIZE);
-		bad++;
+	size = (uint64_t)d->idx_size;
+	if (size > 0) {
+		idx = malloc(size);
+		if (!idx)
+			return -ENOMEM;
+		if (io_pread_full(d->idx_fd, idx, size, 0) < 0) {
+			fprintf(out, "  index: unreadable\n");
+			bad = 1;
+			goto out_free;
+		}
+		count = seg_index_entries(idx, size, &tail_zero);
 	}
-	for (int64_t i = 0; i < d->idx_size / INDEX_ENTRY_SIZE; i++) {
+	if (!tail_zero) {
+		fprintf(out, "  index: bytes after entry %" PRIu64 " (of a "
+			"%" PRIu64 "-byte file) are not zeros\n", count, size);
+		bad++;
+	} else if (count * INDEX_ENTRY_SIZE < size) {
+		fprintf(out, "  index: %" PRIu64 " bytes allocated ahead\n",
+			size - count * INDEX_ENTRY_SIZE);
+	}
+	for (uint64_t i = 0; i < count; i++) {
 		const char *why = NULL;
 
-		if (io_pread_full(d->idx_fd, raw, sizeof(raw),
-				  (uint64_t)i * INDEX_ENTRY_SIZE) < 0) {
-			why = "unreadable";
-		} else {
-			index_entry_decode(raw, &e);
-			if (i > 0 && e.meta_pos == 0) {
-				/* The active segment's index is allocated
-				 * ahead; the rest is not written yet. */
-				fprintf(out, "  index: %" PRId64 " entries "
-					"allocated ahead\n",
-					d->idx_size / INDEX_ENTRY_SIZE - i);
-				break;
-			}
-			if (i > 0 && (e.rel_offset <= prev.rel_offset ||
-				      e.meta_pos <= prev.meta_pos ||
-				      e.rel_pos <= prev.rel_pos || e.ts < prev.ts))
-				why = "not increasing";
-			else if ((int64_t)e.meta_pos + BATCH_HDR_SIZE > d->meta_size ||
-				 io_pread_full(d->meta_fd, hdr, sizeof(hdr),
-					       e.meta_pos) < 0 ||
-				 batch_hdr_decode(hdr, &h) < 0)
-				why = "points at no batch";
-			else if (h.base_offset != d->base + e.rel_offset ||
-				 h.pos != base_pos + e.rel_pos || h.max_ts != e.ts)
-				why = "disagrees with its batch";
-			prev = e;
-		}
+		index_entry_decode(idx + i * INDEX_ENTRY_SIZE, &e);
+		if (i > 0 && (e.rel_offset <= prev.rel_offset ||
+			      e.meta_pos <= prev.meta_pos ||
+			      e.rel_pos <= prev.rel_pos || e.ts < prev.ts))
+			why = "not increasing";
+		else if ((int64_t)e.meta_pos + BATCH_HDR_SIZE > d->meta_size ||
+			 io_pread_full(d->meta_fd, hdr, sizeof(hdr),
+				       e.meta_pos) < 0 ||
+			 batch_hdr_decode(hdr, &h) < 0)
+			why = "points at no batch";
+		else if (h.base_offset != d->base + e.rel_offset ||
+			 h.pos != base_pos + e.rel_pos || h.max_ts != e.ts)
+			why = "disagrees with its batch";
+		prev = e;
 		if (why) {
-			fprintf(out, "  index entry %" PRId64 ": %s\n", i, why);
+			fprintf(out, "  index entry %" PRIu64 ": %s\n", i, why);
 			bad++;
 		}
 	}
-	fprintf(out, "  index: %" PRId64 " entries, %d bad\n",
-		d->idx_size / INDEX_ENTRY_SIZE, bad);
+	fprintf(out, "  index: %" PRIu64 " entries, %d bad\n", count, bad);
+out_free:
+	free(idx);
 	return bad;
 }
 
@@ -167,8 +176,10 @@ static int dump_segment(int dir_fd, uint64_t base, bool verify, FILE *out)
 			"batch\n", d.log_size - (int64_t)data_pos);
 		bad++;
 	}
-	if (verify)
-		bad += dump_index(&d, sh.base_pos, out);
+	if (verify) {
+		int r = dump_index(&d, sh.base_pos, out);
+		bad = r < 0 ? r : bad + r;
+	}
 out:
 	if (d.meta_fd >= 0)
 		close(d.meta_fd);

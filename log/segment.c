@@ -458,6 +458,36 @@ int seg_seal(struct seg *s)
 	return rc;
 }
 
+static bool seg_idx_slot_zero(const uint8_t *idx, uint64_t i)
+{
+	static const uint8_t zero[INDEX_ENTRY_SIZE];
+
+	return memcmp(idx + i * INDEX_ENTRY_SIZE, zero, INDEX_ENTRY_SIZE) == 0;
+}
+
+uint64_t seg_index_entries(const uint8_t *idx, uint64_t size,
+			   bool *tail_zero)
+{
+	uint64_t lo = 0, hi = size / INDEX_ENTRY_SIZE;
+
+	/* Entries, then zero slots: find the first zero slot. */
+	while (lo < hi) {
+		uint64_t mid = lo + (hi - lo) / 2;
+		if (seg_idx_slot_zero(idx, mid))
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	*tail_zero = true;
+	for (uint64_t i = lo * INDEX_ENTRY_SIZE; i < size; i++) {
+		if (idx[i] != 0) {
+			*tail_zero = false;
+			break;
+		}
+	}
+	return lo;
+}
+
 int seg_sync(struct seg *s)
 {
 	int rc = io_fdatasync(s->log_fd);
@@ -674,7 +704,7 @@ int seg_load(struct seg *s, uint32_t interval)
 	struct seg_tail t;
 	struct batch_hdr h;
 	uint32_t count;
-	bool whole;
+	bool whole, tail_zero;
 	int rc;
 
 	msize = io_fsize(s->meta_fd);
@@ -686,9 +716,13 @@ int seg_load(struct seg *s, uint32_t interval)
 	if (!m)
 		return -ENOMEM;
 	meta_scan_init(m, s, (uint64_t)msize);
-	count = (uint32_t)((uint64_t)isize / INDEX_ENTRY_SIZE);
-	if (isize % INDEX_ENTRY_SIZE != 0 || count > s->idx_cap ||
-	    !seg_index_plausible(s, m, count)) {
+	/* Trimmed at close; zeros allocated ahead if the segment was not. */
+	count = 0;
+	tail_zero = false;
+	if ((uint64_t)isize <= (uint64_t)s->idx_cap * INDEX_ENTRY_SIZE)
+		count = (uint32_t)seg_index_entries(s->idx_map, (uint64_t)isize,
+						    &tail_zero);
+	if (!tail_zero || !seg_index_plausible(s, m, count)) {
 		free(m);
 		rc = seg_walk(s, UINT64_MAX, interval, NULL, &t, &whole);
 		if (rc < 0)

@@ -168,6 +168,22 @@ int seg_set_codec(struct seg *s, int codec);
 /* Trim the index file to its entries: the segment will not grow. */
 int seg_seal(struct seg *s);
 
+/*
+ * The entries in the first size bytes of an index file, idx. The index of
+ * the segment being appended to is allocated ahead and only trimmed to its
+ * entries when the segment is sealed or closed, so the file of a live
+ * partition (or of one whose daemon died) ends in zeros, the last chunk
+ * possibly cut inside a slot: the entries end where the all-zero slots
+ * begin (no entry is all zeros: its .meta position is past the segment
+ * header). Found by binary search, O(log n) slots read, so a zero slot
+ * among the entries is left to the checks of the entries themselves.
+ * *tail_zero says whether every byte after the entries is zero; if not,
+ * the file is not an index as topicfs writes it. Shared by seg_load and
+ * `topicfs dump-log`.
+ */
+uint64_t seg_index_entries(const uint8_t *idx, uint64_t size,
+			   bool *tail_zero);
+
 int seg_sync(struct seg *s);
 
 /* Batch containing offset (base_offset <= off < end_offset). */

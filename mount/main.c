@@ -38,6 +38,8 @@
 
 /* How often retention and periodic flushes run. */
 #define TICK_MS 1000
+/* Mode bits taken from every file without -o umask: others may read. */
+#define UMASK_DEFAULT 022
 /* Threads serving FUSE requests, at most. */
 #define LOOP_THREADS_MAX 16
 /* The background scrub of stored batches starts this long after mount. */
@@ -48,17 +50,22 @@ struct options {
 	char *mountpoint;
 	unsigned num_partitions;
 	unsigned max_read;      /* the user's -o max_read, or 0 */
+	unsigned uid, gid, umask; /* -o uid=, gid=, umask= (vfat's names) */
+	int set_uid, set_gid, set_umask;
 	int help;
 	int version;
 };
 
-enum { KEY_HELP, KEY_VERSION };
+enum { KEY_HELP, KEY_VERSION, KEY_UID, KEY_GID, KEY_UMASK };
 
 static const struct fuse_opt option_spec[] = {
 	{ "num.partitions=%u", offsetof(struct options, num_partitions), 0 },
 	/* Read, and left for libfuse, which needs it too. */
 	{ "max_read=%u", offsetof(struct options, max_read), 0 },
 	FUSE_OPT_KEY("max_read=", FUSE_OPT_KEY_KEEP),
+	FUSE_OPT_KEY("uid=", KEY_UID),
+	FUSE_OPT_KEY("gid=", KEY_GID),
+	FUSE_OPT_KEY("umask=", KEY_UMASK),
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -80,6 +87,10 @@ static void usage(FILE *out)
 		"  -f                   stay in the foreground, log to stderr\n"
 		"  -d                   libfuse debug output (implies -f)\n"
 		"  -o num.partitions=N  partitions of a new topic (default 1)\n"
+		"  -o uid=N,gid=N       owner and group of every file (default:\n"
+		"                       the user who mounts)\n"
+		"  -o umask=OOO         mode bits taken away (default 022: others\n"
+		"                       may only read); the kernel checks them\n"
 		"  -o allow_other,...   the usual FUSE mount options\n"
 		"\n"
 		"dump-log prints one line per record batch of a segment file or\n"
@@ -92,6 +103,27 @@ static void usage(FILE *out)
 		"Unmount with: fusermount3 -u MOUNTPOINT\n");
 }
 
+/*
+ * The value of "name=value" as a number in base, strictly (libfuse's
+ * "%u" would take "12abc" as 12): digits only, at most max.
+ */
+static int option_number(const char *arg, int base, unsigned long max,
+			 unsigned *out)
+{
+	const char *v = strchr(arg, '=') + 1;
+	unsigned long n;
+	char *end;
+
+	if (*v < '0' || *v > '9')
+		return -1;
+	errno = 0;
+	n = strtoul(v, &end, base);
+	if (errno || *end || n > max)
+		return -1;
+	*out = (unsigned)n;
+	return 0;
+}
+
 static int option_proc(void *data, const char *arg, int key,
 		       struct fuse_args *outargs)
 {
@@ -99,6 +131,25 @@ static int option_proc(void *data, const char *arg, int key,
 
 	(void)outargs;
 	switch (key) {
+	case KEY_UID:
+	case KEY_GID:
+		/* (uid_t)-1 means "no change" to chown: not an owner. */
+		if (option_number(arg, 10, (uid_t)-1 - 1,
+				  key == KEY_UID ? &o->uid : &o->gid) < 0) {
+			fprintf(stderr, "topicfs: -o %s: must be a number "
+				"below %u\n", arg, (unsigned)(uid_t)-1);
+			return -1;
+		}
+		*(key == KEY_UID ? &o->set_uid : &o->set_gid) = 1;
+		return 0;
+	case KEY_UMASK:
+		if (option_number(arg, 8, 0777, &o->umask) < 0) {
+			fprintf(stderr, "topicfs: -o %s: must be octal, 000 to "
+				"777\n", arg);
+			return -1;
+		}
+		o->set_umask = 1;
+		return 0;
 	case KEY_HELP:
 		o->help = 1;
 		return 0;
@@ -121,6 +172,20 @@ static int option_proc(void *data, const char *arg, int key,
 	}
 }
 
+static void dump_log_usage(FILE *out)
+{
+	fprintf(out,
+		"usage: topicfs dump-log [--verify] PATH\n"
+		"\n"
+		"Prints one line per record batch of a segment file, or of every\n"
+		"segment of a partition directory (DATADIR/topics/<t>/<p>),\n"
+		"checking each batch's checksum. Read-only: safe on the data of a\n"
+		"live mount.\n"
+		"\n"
+		"  --verify    also check the index files; exit 1 if anything is bad\n"
+		"  -h, --help  this text\n");
+}
+
 static int cmd_dump_log(int argc, char **argv)
 {
 	bool verify = false;
@@ -128,6 +193,10 @@ static int cmd_dump_log(int argc, char **argv)
 	int bad;
 
 	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+			dump_log_usage(stdout);
+			return 0;
+		}
 		if (strcmp(argv[i], "--verify") == 0)
 			verify = true;
 		else if (!path && argv[i][0] != '-')
@@ -139,7 +208,7 @@ static int cmd_dump_log(int argc, char **argv)
 		}
 	}
 	if (!path) {
-		usage(stderr);
+		dump_log_usage(stderr);
 		return 2;
 	}
 	bad = log_dump(path, verify, stdout);
@@ -265,26 +334,101 @@ static void notify_ready(void)
 
 /* ---- mounting ------------------------------------------------------------ */
 
-/* Is path already a mount point (in /proc/self/mountinfo)? */
-static bool is_mounted(const char *path)
+/*
+ * Undo the kernel's escaping of a /proc/self/mountinfo field in place:
+ * space, tab, newline and backslash appear there as \040, \011, \012 and
+ * \134 (octal).
+ */
+static void mountinfo_unescape(char *s)
 {
-	char line[4096], real[PATH_MAX];
-	bool found = false;
+	char *out = s;
+
+	for (; *s; s++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' &&
+		    s[2] >= '0' && s[2] <= '7' && s[3] >= '0' && s[3] <= '7') {
+			*out++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 +
+					(s[3] - '0'));
+			s += 3;
+		} else {
+			*out++ = *s;
+		}
+	}
+	*out = '\0';
+}
+
+/* One line of /proc/self/mountinfo, its fields unescaped in place. */
+struct mount_entry {
+	char *point;    /* field 5 */
+	char *type;     /* after the "-" that ends the optional fields */
+	char *source;
+};
+
+/* Split a mountinfo line (changed in place); false if it is malformed. */
+static bool mountinfo_parse(char *line, struct mount_entry *e)
+{
+	char *save = NULL, *f = strtok_r(line, " \n", &save);
+	bool dash = false;
+
+	memset(e, 0, sizeof(*e));
+	for (int i = 0; f; f = strtok_r(NULL, " \n", &save), i++) {
+		if (i == 4)
+			e->point = f;
+		else if (i > 5 && !dash && strcmp(f, "-") == 0)
+			dash = true;
+		else if (dash && !e->type)
+			e->type = f;
+		else if (dash && !e->source)
+			e->source = f;
+	}
+	if (!e->point || !e->type || !e->source)
+		return false;
+	mountinfo_unescape(e->point);
+	mountinfo_unescape(e->type);
+	mountinfo_unescape(e->source);
+	return true;
+}
+
+/*
+ * Find a mount in /proc/self/mountinfo: the one on point (if not NULL),
+ * else a topicfs whose source (its fsname: the DATADIR it serves) is
+ * source. If found, its mount point is copied to found (size bytes).
+ */
+static bool mountinfo_find(const char *point, const char *source,
+			   char *found, size_t size)
+{
+	struct mount_entry e;
+	char *line = NULL;
+	size_t cap = 0;
+	bool hit = false;
 	FILE *f;
 
-	if (!realpath(path, real))
-		return false;
 	f = fopen("/proc/self/mountinfo", "re");
 	if (!f)
 		return false;
-	while (!found && fgets(line, sizeof(line), f)) {
-		char mnt[PATH_MAX];
-		if (sscanf(line, "%*s %*s %*s %*s %4095s", mnt) == 1 &&
-		    strcmp(mnt, real) == 0)
-			found = true;
+	while (!hit && getline(&line, &cap, f) > 0) {
+		if (!mountinfo_parse(line, &e))
+			continue;
+		if (point)
+			hit = strcmp(e.point, point) == 0;
+		else
+			hit = strcmp(e.type, "fuse.topicfs") == 0 &&
+			      strcmp(e.source, source) == 0;
+		if (hit && found)
+			snprintf(found, size, "%s", e.point);
 	}
+	free(line);
 	fclose(f);
-	return found;
+	return hit;
+}
+
+/* Is path already a mount point (in /proc/self/mountinfo)? */
+static bool is_mounted(const char *path)
+{
+	char real[PATH_MAX];
+
+	if (!realpath(path, real))
+		return false;
+	return mountinfo_find(real, NULL, NULL, 0);
 }
 
 static int check_mountpoint(const char *mp)
@@ -321,10 +465,97 @@ static int check_mountpoint(const char *mp)
 	return 0;
 }
 
+/*
+ * After `fusermount3 -u` the kernel forgets the mount at once, but the
+ * daemon still holds DATADIR's lock while it flushes and closes every
+ * partition; a new mount of the same DATADIR waits for that, this long
+ * at most, looking again every DATADIR_POLL_MS.
+ */
+#define DATADIR_WAIT_MS 30000
+#define DATADIR_POLL_MS 50
+
+/*
+ * broker_open, waiting for a previous daemon of the same DATADIR that is
+ * shutting down. A locked DATADIR that a topicfs in this mount namespace
+ * serves (its mount source is the DATADIR, see fsname in run) is a live
+ * mount: refused at once. A locked one that none serves belongs to a
+ * daemon whose mount is gone, which is finishing its clean shutdown:
+ * wait for its lock, saying so in one line, up to DATADIR_WAIT_MS.
+ * Prints the refusal; returns 0 or a negative errno.
+ */
+static int open_broker(const struct broker_opts *bo, struct broker **out)
+{
+	char real[PATH_MAX], mnt[PATH_MAX];
+	bool told = false;
+	int err;
+
+	for (int tries = 0;; tries++) {
+		err = broker_open(bo, out);
+		if (err != -EBUSY)
+			break;
+		if (!realpath(bo->datadir, real))
+			snprintf(real, sizeof(real), "%s", bo->datadir);
+		if (mountinfo_find(NULL, real, mnt, sizeof(mnt))) {
+			fprintf(stderr, "topicfs: data directory %s: in use by "
+				"another topicfs mount on %s\n", bo->datadir, mnt);
+			return err;
+		}
+		if (tries == DATADIR_WAIT_MS / DATADIR_POLL_MS) {
+			fprintf(stderr, "topicfs: data directory %s: still in use "
+				"after %d s by a topicfs not mounted here (still "
+				"shutting down, or mounted in another mount "
+				"namespace)\n", bo->datadir, DATADIR_WAIT_MS / 1000);
+			return err;
+		}
+		if (!told) {
+			fprintf(stderr, "topicfs: data directory %s: waiting up "
+				"to %d s for the previous topicfs to finish "
+				"shutting down\n", bo->datadir,
+				DATADIR_WAIT_MS / 1000);
+			told = true;
+		}
+		nanosleep(&(struct timespec){ 0, DATADIR_POLL_MS * 1000000L },
+			  NULL);
+	}
+	if (err < 0)
+		fprintf(stderr, "topicfs: data directory %s: %s\n", bo->datadir,
+			strerror(-err));
+	return err;
+}
+
+/*
+ * Mount options topicfs always adds: the DATADIR as the source that
+ * findmnt, df and mount show (escaped for libfuse's option parser), and
+ * default_permissions, so that the kernel checks every access against
+ * the owner, group and mode that node_stat reports (MOUNTING.md,
+ * Security).
+ */
+static int add_mount_options(struct fuse_args *args, const char *datadir)
+{
+	char *opts = NULL, *fsname;
+	int rc = -ENOMEM;
+
+	if (asprintf(&fsname, "fsname=%s", datadir) < 0)
+		return -ENOMEM;
+	if (fuse_opt_add_opt_escaped(&opts, fsname) == 0 &&
+	    fuse_opt_add_opt(&opts, "default_permissions") == 0 &&
+	    fuse_opt_add_arg(args, "-o") == 0 &&
+	    fuse_opt_add_arg(args, opts) == 0)
+		rc = 0;
+	free(opts);
+	free(fsname);
+	return rc;
+}
+
 static int run(struct options *o, struct fuse_args *args,
 	       struct fuse_cmdline_opts *co)
 {
 	struct broker_opts bo = { o->datadir, o->num_partitions };
+	struct fs_perms perms = {
+		.uid = o->set_uid ? (uid_t)o->uid : getuid(),
+		.gid = o->set_gid ? (gid_t)o->gid : getgid(),
+		.umask = o->set_umask ? (mode_t)o->umask : UMASK_DEFAULT,
+	};
 	struct ticker tk = { 0 };
 	struct fuse_session *se = NULL;
 	struct fuse_loop_config *lc;
@@ -334,13 +565,10 @@ static int run(struct options *o, struct fuse_args *args,
 
 	if (check_mountpoint(co->mountpoint) < 0)
 		return 1;
-	int err = broker_open(&bo, &broker);
-	if (err < 0) {
-		fprintf(stderr, "topicfs: data directory %s: %s\n", o->datadir,
-			err == -EBUSY ? "in use by another topicfs mount" :
-			strerror(-err));
+	if (open_broker(&bo, &broker) < 0)
 		return 1;
-	}
+	if (add_mount_options(args, broker_datadir(broker)) < 0)
+		goto out_broker;
 	if (o->max_read == 0) { /* libfuse wants the same in init */
 		char opt[32];
 		o->max_read = FS_MAX_READ;
@@ -348,7 +576,7 @@ static int run(struct options *o, struct fuse_args *args,
 		if (fuse_opt_add_arg(args, opt) != 0)
 			goto out_broker;
 	}
-	if (fs_new(broker, o->max_read, &fs) < 0)
+	if (fs_new(broker, o->max_read, &perms, &fs) < 0)
 		goto out_broker;
 	se = fuse_session_new(args, fs_ops(), sizeof(*fs_ops()), fs);
 	if (!se)
@@ -432,6 +660,10 @@ int main(int argc, char **argv)
 			TOPIC_PARTITIONS_MAX);
 		goto out;
 	}
+	/* The type findmnt shows is fuse.topicfs whatever the program's
+	 * name; the source (fsname) is added once DATADIR is resolved. */
+	if (fuse_opt_add_arg(&args, "-osubtype=topicfs") != 0)
+		goto out;
 	if (fuse_parse_cmdline(&args, &co) != 0)
 		goto out;
 	if (!co.mountpoint) {

@@ -120,6 +120,62 @@ static void test_config_parse_refuses_what_it_cannot_keep(void **state)
 	assert_string_equal(why, "settings line 2 is not name=value");
 }
 
+/* ISO 8601 as people write it is accepted; anything else is -EINVAL. */
+static void test_parse_time(void **state)
+{
+	/* 2026-11-23T10:00:00Z */
+	const int64_t base = 1795428000000;
+	static const struct { const char *s; int64_t delta_ms; } good[] = {
+		{ "2026-11-23T10:00:00Z", 0 },
+		{ "2026-11-23T10:00Z", 0 },
+		{ "2026-11-23T10:00:00.5Z", 500 },
+		{ "2026-11-23T10:00:00,25Z", 250 },
+		{ "2026-11-23T10:00:00.123Z", 123 },
+		{ "2026-11-23T10:00:00.123456789Z", 123 },
+		{ "2026-11-23T11:00:00+01:00", 0 },
+		{ "2026-11-23T11:00:00+0100", 0 },
+		{ "2026-11-23T11:00:00+01", 0 },
+		{ "2026-11-23T04:30:00-05:30", 0 },
+		{ "2026-11-23T04:30:00-0530", 0 },
+		{ "2026-11-23T10:00:00-00:00", 0 },
+		{ "2026-11-23T10:00:00.001+00", 1 },
+	};
+	static const char *const bad[] = {
+		"", "2026", "2026-11-23", "2026-11-23T10", "2026-11-23T10:00:00",
+		"2026-11-23T10:00:00+ab:cd", "2026-11-23T10:00:00+1:00",
+		"2026-11-23T10:00:00+01:0", "2026-11-23T10:00:00+01:", "2026-11-23T10:00:00+010",
+		"2026-11-23T10:00:00+24:00", "2026-11-23T10:00:00+01:60",
+		"2026-11-23T10:00:00ZZ", "2026-11-23T10:00:00Z ",
+		" 2026-11-23T10:00:00Z", "2026-11-23t10:00:00Z",
+		"2026-11-23T10:00:00z", "2026-11-23 10:00:00Z",
+		"2026-11-23T10:00:00.Z", "2026-11-23T10:00:00.5x", "2026-11-23T10:00:00Z.5",
+		"2026-13-23T10:00:00Z", "2026-00-23T10:00:00Z",
+		"2026-02-29T10:00:00Z", "2026-04-31T10:00:00Z",
+		"2026-11-23T24:00:00Z", "2026-11-23T10:60:00Z",
+		"2026-11-23T10:00:60Z", "26-11-23T10:00:00Z", "2026-1-23T10:00:00Z",
+		"2026-11-3T10:00:00Z", "2026-11-23T1:00:00Z", "+2026-11-23T10:00:00Z",
+		"2026-11-23T10:00:00+01:00:00", "2026-11-23T10:00:0Z",
+	};
+	int64_t ms;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		ms = -1;
+		assert_int_equal(config_parse_time(good[i].s, &ms), 0);
+		assert_int_equal(ms, base + good[i].delta_ms);
+	}
+	assert_int_equal(config_parse_time("2024-02-29T00:00:00Z", &ms), 0);
+	assert_int_equal(ms, 1709164800000);
+	assert_int_equal(config_parse_time("1970-01-01T00:00:00Z", &ms), 0);
+	assert_int_equal(ms, 0);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ms = 42;
+		if (config_parse_time(bad[i], &ms) != -EINVAL)
+			fail_msg("'%s' was accepted", bad[i]);
+		assert_int_equal(ms, 42);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -127,6 +183,7 @@ int main(void)
 		cmocka_unit_test(test_topic_names),
 		cmocka_unit_test(test_config_set_get_round_trip),
 		cmocka_unit_test(test_config_parse_refuses_what_it_cannot_keep),
+		cmocka_unit_test(test_parse_time),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -21,6 +21,7 @@
 
 #include "format.h"
 #include "io.h"
+#include "segment.h"
 
 /* Random batches: at most this many records of at most this many bytes,
  * which stays below tu_small_config's batch_bytes (one append, one batch). */
@@ -826,6 +827,75 @@ static void test_lost_indexes_rebuilt(void **state)
 	}
 }
 
+/*
+ * seg_index_entries: entries end at the first all-zero slot; the zeros
+ * allocated ahead (possibly a partial slot) are not entries.
+ */
+static void test_index_entries_end_at_zeros(void **state)
+{
+	uint8_t idx[5 * INDEX_ENTRY_SIZE + 16];
+	bool tail_zero;
+	(void)state;
+
+	memset(idx, 0, sizeof(idx));
+	assert_int_equal(seg_index_entries(idx, 0, &tail_zero), 0);
+	assert_true(tail_zero);
+	assert_int_equal(seg_index_entries(idx, sizeof(idx), &tail_zero), 0);
+	assert_true(tail_zero);
+	for (int i = 0; i < 3; i++)
+		idx[i * INDEX_ENTRY_SIZE + 8] = (uint8_t)(i + 1);
+	assert_int_equal(seg_index_entries(idx, 3 * INDEX_ENTRY_SIZE,
+					   &tail_zero), 3);
+	assert_true(tail_zero);
+	assert_int_equal(seg_index_entries(idx, sizeof(idx), &tail_zero), 3);
+	assert_true(tail_zero);
+	idx[sizeof(idx) - 1] = 1;       /* in the partial slot at the end */
+	assert_int_equal(seg_index_entries(idx, sizeof(idx), &tail_zero), 3);
+	assert_false(tail_zero);
+	idx[sizeof(idx) - 1] = 0;
+	idx[5 * INDEX_ENTRY_SIZE - 1] = 1; /* the last whole slot */
+	assert_int_equal(seg_index_entries(idx, sizeof(idx), &tail_zero), 5);
+	assert_true(tail_zero);
+	idx[5 * INDEX_ENTRY_SIZE + 3] = 1;
+	seg_index_entries(idx, sizeof(idx), &tail_zero);
+	assert_false(tail_zero);
+}
+
+/* Grow every index file of dir to size bytes, the new bytes being fill. */
+static void pad_indexes(const char *dir, int64_t size, uint8_t fill)
+{
+	for (uint32_t s = 0; s < fx.nsegs; s++) {
+		char *p = fixture_file(dir, s, "index");
+		int64_t have = tu_file_size(p);
+		FILE *f = fopen(p, "ab");
+
+		assert_non_null(f);
+		for (int64_t i = have; i < size; i++)
+			assert_int_equal(fputc(fill, f), fill);
+		assert_int_equal(fclose(f), 0);
+		free(p);
+	}
+}
+
+/*
+ * Index files as a live daemon leaves them (zeros allocated ahead, ending
+ * inside a slot) are read as their entries; garbage after the entries
+ * makes the index be rebuilt. Either way every lookup is right.
+ */
+static void test_index_allocated_ahead(void **state)
+{
+	const char *const tmpl[] = { fx.crashed, fx.clean };
+	(void)state;
+
+	for (size_t t = 0; t < 2; t++) {
+		for (int garbage = 0; garbage < 2; garbage++) {
+			char *dir = copy_dir(tmpl[t]);
+			pad_indexes(dir, 64 << 10, garbage ? 0x5a : 0);
+			expect_prefix(dir, fx.m.nb);
+		}
+	}
+}
+
 /* ---- 6. lost clean-shutdown marker -------------------------------------- */
 
 /* No marker after a clean close: recovery runs and cuts garbage. */
@@ -1114,6 +1184,8 @@ int main(void)
 		cmocka_unit_test(test_old_bad_batch_not_cut),
 		cmocka_unit_test(test_new_bad_batch_cut),
 		cmocka_unit_test(test_lost_indexes_rebuilt),
+		cmocka_unit_test(test_index_entries_end_at_zeros),
+		cmocka_unit_test(test_index_allocated_ahead),
 		cmocka_unit_test(test_lost_clean_marker),
 		cmocka_unit_test(test_damaged_checkpoint),
 		cmocka_unit_test(test_clean_open_reads_no_payload),

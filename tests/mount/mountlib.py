@@ -13,6 +13,7 @@ Environment:
 """
 import errno
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -37,10 +38,16 @@ def wait_for(cond, timeout=DEADLINE_S, what="condition", interval=0.01):
         time.sleep(interval)
 
 
+def unescape_mountinfo(field):
+    """A /proc/self/mountinfo field as it was: the kernel writes space,
+    tab, newline and backslash as \\040, \\011, \\012 and \\134."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
 def is_mounted(path):
     real = os.path.realpath(path)
     with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4] == real for line in f)
+        return any(unescape_mountinfo(line.split()[4]) == real for line in f)
 
 
 def daemon_state(pid):

@@ -2,11 +2,13 @@
 directories with Kafka's name rule, partition files that behave like
 `chattr +a` files, sizes that are current at once, root listing, topic
 re-creation and persistence across a remount."""
+import datetime
 import errno
 import os
+import time
 import unittest
 
-from mountlib import MountTest
+from mountlib import MountTest, wait_for
 
 VALID_CHARS = ("abcdefghijklmnopqrstuvwxyz" "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
                "0123456789._-")
@@ -399,6 +401,41 @@ class TestPersistence(MountTest):
         self.assertFalse(os.path.exists(self.m.path("gone")))
         os.mkdir(self.m.path("gone"))
         self.assertEqual(self.read("gone", "0"), b"")
+
+
+class TestTimeViews(MountTest):
+    """<p>@<ISO time> takes the zone offsets people write (Z, +hh:mm,
+    +hhmm, +hh) and names no file for anything else."""
+
+    def test_zone_forms(self):
+        os.mkdir(self.m.path("t"))
+        self.append(b"before\n", "t", "0")
+        t0 = time.time_ns() // 1000000
+        wait_for(lambda: time.time_ns() // 1000000 > t0,
+                 what="the clock to tick")
+        mark = time.time_ns() // 1000000
+        wait_for(lambda: time.time_ns() // 1000000 > mark,
+                 what="the clock to tick")
+        self.append(b"after\n", "t", "0")
+
+        def iso(ms, hours, minutes=0):
+            tz = datetime.timezone(datetime.timedelta(hours=hours,
+                                                      minutes=minutes))
+            d = datetime.datetime.fromtimestamp(ms / 1000, tz)
+            return d.strftime("%Y-%m-%dT%H:%M:%S") + ".%03d" % (ms % 1000)
+        forms = [iso(mark, 0) + "Z", iso(mark, 0) + "000Z",
+                 iso(mark, 1) + "+01:00", iso(mark, 1) + "+0100",
+                 iso(mark, 1) + "+01", iso(mark, -5, -30) + "-05:30",
+                 iso(mark, -5, -30) + "-0530"]
+        for sel in forms:
+            with self.subTest(sel=sel):
+                self.assertEqual(self.read("t", "0@" + sel), b"after\n")
+        for sel in (iso(mark, 0) + "+ab:cd", iso(mark, 0) + "z",
+                    iso(mark, 0), iso(mark, 0) + "+1:00",
+                    iso(mark, 0).replace("T", "t") + "Z"):
+            with self.subTest(sel=sel):
+                self.assertErrno(errno.ENOENT, os.stat,
+                                 self.m.path("t", "0@" + sel))
 
 
 if __name__ == "__main__":

@@ -19,14 +19,15 @@ import textwrap
 import time
 import unittest
 
-from mountlib import (BIN, DEADLINE_S, Mount, is_mounted, need, wait_for)
+from mountlib import (BIN, DEADLINE_S, Mount, is_mounted, need,
+                      unescape_mountinfo, wait_for)
 
 
 def mounts_under(base):
     """Mount points in /proc/self/mountinfo at or below base."""
     real = os.path.realpath(base)
     with open("/proc/self/mountinfo") as f:
-        points = [line.split()[4] for line in f]
+        points = [unescape_mountinfo(line.split()[4]) for line in f]
     return [p for p in points if p == real or p.startswith(real + "/")]
 
 
@@ -389,6 +390,160 @@ class ProgramTest(ProgramBase):
         subprocess.run(f"echo x >> {first.path('t', '0')}", shell=True,
                        check=True)
         self.assertEqual(first.unmount(), 0)
+
+    def test_second_mount_of_live_datadir_fails_at_once(self):
+        """A DATADIR that a live mount serves is refused without waiting,
+        naming the mount; only a daemon that is shutting down is waited
+        for."""
+        first = self.mount()
+        mnt2 = os.path.join(self.tmp, "mnt2")
+        os.mkdir(mnt2)
+        t0 = time.monotonic()
+        line = self.assertRefused([self.data, mnt2])
+        self.assertLess(time.monotonic() - t0, 5.0)
+        self.assertIn("in use by another topicfs mount on "
+                      + os.path.realpath(self.mnt), line)
+        self.assertEqual(first.unmount(), 0)
+
+    def test_remount_at_once(self):
+        """`fusermount3 -u MNT && topicfs DATADIR MNT`: the new daemon waits
+        for the old one to finish its clean shutdown (it still holds the
+        DATADIR lock after the kernel has dropped the mount), five times
+        in a row, on a DATADIR with data."""
+        m = self.mount()
+        os.mkdir(m.path("t"))
+        want = b""
+        for i in range(5):
+            recs = b"".join(b"round %d record %05d\n" % (i, k)
+                            for k in range(20000))
+            fd = os.open(m.path("t", "0"), os.O_WRONLY | os.O_APPEND)
+            os.write(fd, recs)
+            os.write(fd, b"partial line %d" % i)   # flushed at unmount
+            os.close(fd)
+            want += recs + b"partial line %d" % i
+            subprocess.run(["fusermount3", "-u", self.mnt], check=True,
+                           capture_output=True)
+            old = m
+            m = self.mount()
+            self.assertEqual(old.wait_exit(), 0, old.log_text())
+            old.proc = None
+            old.log.close()
+            with open(m.path("t", "0"), "rb") as f:
+                self.assertEqual(f.read(), want, f"round {i}")
+            waits = [l for l in m.log_text().splitlines() if "waiting" in l]
+            self.assertLessEqual(len(waits), 1, waits)
+            if waits:
+                self.assertIn("waiting up to 30 s for the previous topicfs "
+                              "to finish shutting down", waits[0])
+        self.assertEqual(m.unmount(), 0)
+
+    def test_findmnt_shows_datadir(self):
+        """findmnt and df show the DATADIR (absolute, even when given
+        relative, with spaces and commas intact) as the source, and the
+        type fuse.topicfs."""
+        need(shutil.which("findmnt") is not None, "findmnt is missing")
+        data = os.path.join(self.tmp, "my data, v1")
+        p = subprocess.Popen([BIN, "-f", os.path.basename(data), self.mnt],
+                             cwd=self.tmp, stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        self.addCleanup(lambda: p.poll() is None and p.kill())
+        wait_for(lambda: p.poll() is not None or is_mounted(self.mnt),
+                 what="the mount to appear")
+        self.assertIsNone(p.poll(), "topicfs exited")
+        r = subprocess.run(["findmnt", "-n", "-o", "SOURCE,FSTYPE", "-P",
+                            "--mountpoint", self.mnt],
+                           capture_output=True, text=True, check=True)
+        self.assertEqual(r.stdout.strip(),
+                         f'SOURCE="{os.path.realpath(data)}" '
+                         'FSTYPE="fuse.topicfs"')
+        r = subprocess.run(["df", "--output=source", self.mnt],
+                           capture_output=True, text=True, check=True)
+        self.assertEqual(r.stdout.splitlines()[-1].strip(),
+                         os.path.realpath(data))
+        # The live-mount check reads that source back, escapes and all.
+        mnt2 = os.path.join(self.tmp, "mnt2")
+        os.mkdir(mnt2)
+        t0 = time.monotonic()
+        line = self.assertRefused([data, mnt2])
+        self.assertLess(time.monotonic() - t0, 5.0)
+        self.assertIn("in use by another topicfs mount on", line)
+        subprocess.run(["fusermount3", "-u", self.mnt], check=True)
+        self.assertEqual(p.wait(timeout=DEADLINE_S), 0)
+
+    def test_mountpoint_with_space_mounted_twice(self):
+        """/proc/self/mountinfo writes a space as \\040: a second topicfs
+        on "mnt sp" is refused like on any busy mountpoint."""
+        mnt = os.path.join(self.tmp, "mnt sp")
+        os.mkdir(mnt)
+        first = self.mount(mnt=mnt)
+        os.mkdir(first.path("t"))
+        before = mounts_under(self.tmp)
+        self.assertEqual(before, [os.path.realpath(mnt)])
+        line = self.assertRefused([os.path.join(self.tmp, "other"), mnt],
+                                  mounts_before=before,
+                                  contains=["something is already mounted"])
+        self.assertIn(mnt, line)
+        self.assertTrue(os.path.isdir(first.path("t")))
+        self.assertEqual(first.unmount(), 0)
+
+    # ---- dump-log --------------------------------------------------------
+
+    def test_dump_log_help(self):
+        for flag in ("--help", "-h"):
+            rc, out, err = self.run_topicfs(["dump-log", flag])
+            self.assertEqual(rc, 0, err)
+            self.assertEqual(err, "")
+            self.assertTrue(out.startswith("usage: topicfs dump-log"), out)
+            self.assertIn("--verify", out)
+
+    def test_dump_log_verify_live_partition(self):
+        """--verify on the data of a live mount reads the index as the
+        daemon does: the zeros allocated ahead are not errors. A copy
+        with real damage still fails."""
+        m = self.mount()
+        os.mkdir(m.path("t"))
+        fd = os.open(m.path("t", "0"), os.O_WRONLY | os.O_APPEND)
+        for k in range(200):
+            os.write(fd, b"".join(b"rec %d %d\n" % (k, j) for j in range(50)))
+        os.close(fd)
+        part = os.path.join(self.data, "topics", "t", "0")
+        idx = os.path.join(part, "00000000000000000000.index")
+        self.assertNotEqual(os.path.getsize(idx) % 24, 0)  # allocated ahead
+        rc, out, err = self.run_topicfs(["dump-log", "--verify", part])
+        self.assertEqual(rc, 0, out + err)
+        self.assertEqual(err, "")
+        self.assertNotIn("bad (", out)
+        self.assertRegex(out, r"index: \d+ entries, 0 bad")
+        self.assertIn("allocated ahead", out)
+
+        def damaged(fn):
+            copy = os.path.join(self.tmp, f"copy-{time.monotonic_ns()}")
+            shutil.copytree(part, copy)
+            fn(copy)
+            return self.run_topicfs(["dump-log", "--verify", copy])
+
+        def poke(name, at):
+            def fn(copy):
+                with open(os.path.join(copy, name), "r+b") as f:
+                    f.seek(at)
+                    b = f.read(1)
+                    f.seek(at)
+                    f.write(bytes([b[0] ^ 0x5A]))
+            return fn
+        size = os.path.getsize(idx)
+        for what, fn, words in (
+                ("garbage after the entries",
+                 poke("00000000000000000000.index", size - 1), "not zeros"),
+                ("a flipped record byte",
+                 poke("00000000000000000000.log", 1000), "crc mismatch"),
+                ("a flipped index entry",
+                 poke("00000000000000000000.index", 30), "index entry 1")):
+            with self.subTest(what):
+                rc, out, err = damaged(fn)
+                self.assertEqual(rc, 1, out + err)
+                self.assertIn(words, out)
+        self.assertEqual(m.unmount(), 0)
 
     # ---- daemonizing -------------------------------------------------------
 
