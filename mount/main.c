@@ -79,6 +79,7 @@ static void usage(FILE *out)
 		"usage: topicfs [-f] [-d] [-o OPT[,OPT...]] DATADIR MOUNTPOINT\n"
 		"       topicfs dump-log [--verify] PATH\n"
 		"       topicfs groups MOUNTPOINT [GROUP]\n"
+		"       topicfs groups --list MOUNTPOINT\n"
 		"       topicfs --help | --version\n"
 		"\n"
 		"Serves the topics stored in DATADIR (created if missing) as\n"
@@ -98,7 +99,9 @@ static void usage(FILE *out)
 		"the index files and exits 1 if anything is bad.\n"
 		"\n"
 		"groups prints the consumer groups of a mounted topicfs like\n"
-		"kafka-consumer-groups --describe.\n"
+		"kafka-consumer-groups --describe; --list prints their names.\n"
+		"\n"
+		"See topicfs(8).\n"
 		"\n"
 		"Unmount with: fusermount3 -u MOUNTPOINT\n");
 }
