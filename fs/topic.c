@@ -23,6 +23,7 @@
 #include "grow.h"
 #include "io.h"
 #include "msg.h"
+#include "commit.h"
 
 /* A group commit appends at most this many payload bytes (one request
  * alone may be larger). */
@@ -65,6 +66,7 @@ struct part {
 	uint32_t *glens;          /* and their record lengths */
 	size_t giov_bytes, glens_bytes;
 	uint64_t unflushed;       /* records since the last flush */
+	struct repl_commit commit; /* the high watermark's owner */
 	int64_t last_flush_ms;
 };
 
@@ -175,6 +177,7 @@ static int part_open(struct topic *t, uint32_t index,
 		     bool *created)
 {
 	struct part *p = calloc(1, sizeof(*p));
+	struct log_bounds lb;
 	char name[16], *dir;
 	int rc;
 
@@ -193,8 +196,10 @@ static int part_open(struct topic *t, uint32_t index,
 		free(p);
 		return rc;
 	}
-	/* One replica: everything appended is committed. */
-	log_set_hw(p->log, UINT64_MAX);
+	/* One replica: everything stored is committed. */
+	log_get_bounds(p->log, &lb);
+	repl_commit_init(&p->commit, 1, lb.leo, lb.leo);
+	log_set_hw(p->log, p->commit.hw);
 	p->topic = t;
 	p->index = index;
 	p->q_tail = &p->q_head;
@@ -245,6 +250,23 @@ static void part_note_latency(struct part *p, uint64_t us)
 	atomic_fetch_add(&p->stats.latency_bucket[b], 1);
 	atomic_fetch_add(&p->stats.latency_count, 1);
 	atomic_fetch_add(&p->stats.latency_sum_us, us);
+}
+
+/*
+ * Tell the commit point where the log ends and what is on disk, and
+ * publish the high watermark it answers (repl/ owns the value).
+ */
+static void part_replica_moved(struct part *p)
+{
+	struct log_state st;
+	uint64_t hw;
+
+	log_get_state(p->log, &st);
+	/* Under the lock, so that two callers cannot publish out of order. */
+	pthread_mutex_lock(&p->q_lock);
+	hw = repl_commit_replica(&p->commit, 0, st.leo, st.recovery_point);
+	log_set_hw(p->log, hw);
+	pthread_mutex_unlock(&p->q_lock);
 }
 
 /*
@@ -304,7 +326,7 @@ static struct append_req *part_commit(struct part *p, struct append_req *head)
 	}
 out_hw:
 	if (rc == 0) {
-		log_set_hw(p->log, UINT64_MAX);
+		part_replica_moved(p);
 		atomic_fetch_add(&p->stats.batches_in, 1);
 		atomic_fetch_add(&p->stats.bytes_in, len);
 		atomic_fetch_add(&p->stats.records_in, n);
@@ -380,6 +402,8 @@ int part_sync(struct part *p)
 		msg(LOG_ERR, "topic %s partition %" PRIu32
 		       ": flush failed: %s", p->topic->name, p->index,
 		       strerror(-rc));
+	else
+		part_replica_moved(p);
 	return rc;
 }
 
