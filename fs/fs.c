@@ -26,10 +26,13 @@
 #include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
+#include "broker.h"
 #include "frame.h"
 #include "group.h"
 #include "grow.h"
 #include "msg.h"
+#include "part.h"
+#include "partitioner.h"
 #include "topicfs_ioctl.h"
 
 #define INO_ROOT 1

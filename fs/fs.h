@@ -14,7 +14,7 @@
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
 
-#include "topic.h"
+#include "broker.h"
 
 struct fs;
 

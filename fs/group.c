@@ -15,6 +15,7 @@
 
 #include "io.h"
 #include "msg.h"
+#include "part.h"
 
 #define GROUPS_DIR "groups"
 #define GROUP_CONFIG_FILE "config"

@@ -20,6 +20,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "log.h"
 #include "topic.h"
 
 /* Groups one topic can have (inode numbering leaves 20 bits). */

@@ -30,7 +30,7 @@
 #include "fs.h"
 #include "groups_cmd.h"
 #include "msg.h"
-#include "topic.h"
+#include "broker.h"
 
 #ifndef TOPICFS_VERSION
 #define TOPICFS_VERSION "0.1.0"

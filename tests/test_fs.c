@@ -2,6 +2,7 @@
 #include "testutil.h"
 
 #include "config.h"
+#include "partitioner.h"
 #include "topic.h"
 
 static void test_murmur2_matches_kafka(void **state)

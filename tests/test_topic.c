@@ -16,7 +16,8 @@
 
 #include "config.h"
 #include "io.h"
-#include "topic.h"
+#include "broker.h"
+#include "part.h"
 
 static struct broker *open_broker(const char *dir, uint32_t partitions)
 {

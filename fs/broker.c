@@ -1,0 +1,804 @@
+#include "broker.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "group.h"
+#include "grow.h"
+#include "io.h"
+#include "msg.h"
+#include "part.h"
+
+#define TOPICS_DIR "topics"
+#define TRASH_DIR "trash"
+#define IDENTITY_FILE "identity"
+#define NEXT_ID_FILE "next-topic-id"
+
+struct broker {
+	char *datadir;
+	int dir_fd, topics_fd, trash_fd;
+	int lock_fd;
+	uint32_t num_partitions;
+	pthread_rwlock_t lock;          /* protects the fields below */
+	struct topic **topics;          /* loaded topics, in id order */
+	size_t ntopics, cap;
+	uint64_t next_id;               /* the next topic id to give */
+	struct topic_failure *failed;   /* stored topics that did not load */
+	unsigned nfailed;
+	size_t failed_cap;
+};
+
+/* Tests only: called with the name of each step of a topic's creation and
+ * deletion, so that a test can stop the process there (kill -9). */
+static void (*step_hook)(const char *step);
+
+void broker_set_step_hook(void (*hook)(const char *step))
+{
+	step_hook = hook;
+}
+
+static void step(const char *name)
+{
+	if (step_hook)
+		step_hook(name);
+}
+
+/* ---- topic identity ----------------------------------------------------- */
+
+/*
+ * A new TopicId as Kafka makes one (Uuid.randomUuid): 16 random bytes,
+ * printed in URL-safe base64 without padding, never starting with '-'.
+ */
+static int topic_new_uuid(char out[TOPIC_UUID_LEN + 1])
+{
+	unsigned char raw[16], b64[25];
+
+	do {
+		if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw))
+			return -errno;
+		EVP_EncodeBlock(b64, raw, sizeof(raw)); /* 22 chars and "==" */
+		for (int i = 0; i < TOPIC_UUID_LEN; i++)
+			out[i] = b64[i] == '+' ? '-' : b64[i] == '/' ? '_' :
+				 (char)b64[i];
+		out[TOPIC_UUID_LEN] = '\0';
+	} while (out[0] == '-');
+	return 0;
+}
+
+/* Store the topic's id and TopicId in its directory (docs/FORMAT.md). */
+static int topic_save_identity(int dfd, const struct topic *t)
+{
+	char text[128];
+	int n = snprintf(text, sizeof(text), "# topicfs topic identity\n"
+			 "id=%" PRIu64 "\nuuid=%s\n", topic_id(t),
+			 topic_uuid(t));
+
+	return io_replace_file(dfd, IDENTITY_FILE, text, (size_t)n);
+}
+
+static bool uuid_valid(const char *s)
+{
+	if (strlen(s) != TOPIC_UUID_LEN)
+		return false;
+	for (; *s; s++) {
+		if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_')
+			return false;
+	}
+	return true;
+}
+
+/* Read a topic's identity into *id and uuid: -ENOENT if it has none
+ * (stored by an older topicfs), -EINVAL if the file is not one. */
+static int load_identity(int dfd, uint64_t *id, char uuid[TOPIC_UUID_LEN + 1])
+{
+	char *text = NULL, u[64];
+	ssize_t n;
+	int rc = -EINVAL;
+
+	n = io_read_file(dfd, IDENTITY_FILE, 4096, &text);
+	if (n < 0)
+		return (int)n;
+	if (sscanf(text, "# topicfs topic identity\nid=%" SCNu64 "\nuuid=%63s",
+		   id, u) == 2 && *id >= 1 && *id <= TOPIC_ID_MAX &&
+	    uuid_valid(u)) {
+		memcpy(uuid, u, TOPIC_UUID_LEN + 1);
+		rc = 0;
+	}
+	free(text);
+	return rc;
+}
+
+/*
+ * Give t the next topic id and a new TopicId. The id is used up first
+ * (DATADIR/next-topic-id stored durably), so that no crash can give it to
+ * two topics.
+ */
+static int broker_take_id(struct broker *b, struct topic *t)
+{
+	char text[32], uuid[TOPIC_UUID_LEN + 1];
+	int n, rc;
+
+	if (b->next_id > TOPIC_ID_MAX)
+		return -ENOSPC;
+	n = snprintf(text, sizeof(text), "%" PRIu64 "\n", b->next_id + 1);
+	rc = io_replace_file(b->dir_fd, NEXT_ID_FILE, text, (size_t)n);
+	if (rc == 0)
+		rc = topic_new_uuid(uuid);
+	if (rc == 0)
+		topic_set_identity(t, b->next_id++, uuid);
+	return rc;
+}
+
+static int broker_load_next_id(struct broker *b)
+{
+	char *text = NULL, *end;
+	ssize_t n = io_read_file(b->dir_fd, NEXT_ID_FILE, 64, &text);
+
+	b->next_id = 1;
+	if (n == -ENOENT)
+		return 0;
+	if (n < 0)
+		return (int)n;
+	errno = 0;
+	b->next_id = strtoull(text, &end, 10);
+	n = errno || end == text || (*end && *end != '\n') || b->next_id < 1;
+	free(text);
+	return n ? -EINVAL : 0;
+}
+
+/* ---- the table of topics ------------------------------------------------ */
+
+/* Index of the first topic with an id above `after`; broker lock held. */
+static size_t broker_index_after(struct broker *b, uint64_t after)
+{
+	size_t lo = 0, hi = b->ntopics;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (topic_id(b->topics[mid]) <= after)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Enter t in the table, in id order; broker write lock held. -EEXIST if
+ * its id is taken (a topic directory copied by hand). */
+static int broker_add(struct broker *b, struct topic *t)
+{
+	size_t at = broker_index_after(b, topic_id(t) - 1);
+
+	if (at < b->ntopics && topic_id(b->topics[at]) == topic_id(t))
+		return -EEXIST;
+	if (grow(&b->topics, &b->cap, b->ntopics + 1, sizeof(*b->topics)) < 0)
+		return -ENOMEM;
+	memmove(b->topics + at + 1, b->topics + at,
+		(b->ntopics - at) * sizeof(*b->topics));
+	b->topics[at] = t;
+	b->ntopics++;
+	return 0;
+}
+
+static void broker_remove(struct broker *b, struct topic *t)
+{
+	size_t at = broker_index_after(b, topic_id(t) - 1);
+
+	memmove(b->topics + at, b->topics + at + 1,
+		(b->ntopics - at - 1) * sizeof(*b->topics));
+	b->ntopics--;
+}
+
+static struct topic *broker_find(struct broker *b, const char *name)
+{
+	for (size_t i = 0; i < b->ntopics; i++) {
+		if (strcmp(topic_name(b->topics[i]), name) == 0)
+			return b->topics[i];
+	}
+	return NULL;
+}
+
+static struct topic_failure *broker_find_failure(struct broker *b,
+						 const char *name)
+{
+	for (unsigned i = 0; i < b->nfailed; i++) {
+		if (strcmp(b->failed[i].name, name) == 0)
+			return &b->failed[i];
+	}
+	return NULL;
+}
+
+/*
+ * Remember that the stored topic `name` could not be loaded and say so in
+ * one log line. Its files are left as they are.
+ */
+__attribute__((format(printf, 3, 4)))
+static void broker_fail(struct broker *b, const char *name, const char *fmt,
+			...)
+{
+	struct topic_failure f = { 0 };
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(f.reason, sizeof(f.reason), fmt, ap);
+	va_end(ap);
+	snprintf(f.name, sizeof(f.name), "%s", name);
+	msg(LOG_ERR, "topic %s: cannot load: %s; its files are left untouched "
+	    "in %s/%s/%s", name, f.reason, b->datadir, TOPICS_DIR, name);
+	if (grow(&b->failed, &b->failed_cap, b->nfailed + 1,
+		 sizeof(*b->failed)) == 0)
+		b->failed[b->nfailed++] = f;
+}
+
+unsigned broker_failures(struct broker *b, unsigned from,
+			 struct topic_failure *out, unsigned max)
+{
+	unsigned n = 0;
+
+	pthread_rwlock_rdlock(&b->lock);
+	for (unsigned i = from; i < b->nfailed && n < max; i++)
+		out[n++] = b->failed[i];
+	pthread_rwlock_unlock(&b->lock);
+	return n;
+}
+
+/* Open a topic's partitions and groups and enter it in the table; broker
+ * write lock held (or the broker not yet shared). */
+static int broker_start(struct broker *b, struct topic *t, uint32_t *failed)
+{
+	struct groups *gs;
+	int rc = topic_start(t, failed);
+
+	if (rc == 0)
+		rc = groups_open(t, topic_dir(t), &gs);
+	if (rc == 0) {
+		topic_set_groups(t, gs, groups_close);
+		rc = broker_add(b, t);
+	}
+	return rc;
+}
+
+/* ---- loading, creating and deleting topics ------------------------------ */
+
+/*
+ * Read the stored topic `name` (its identity and settings, not its
+ * partitions) at mount. NULL if it cannot be read: then it is recorded as
+ * failed and nothing on disk is touched.
+ */
+static struct topic *broker_read_topic(struct broker *b, const char *name)
+{
+	char *dir, *text = NULL, why[160], uuid[TOPIC_UUID_LEN + 1] = "";
+	struct topic_config cfg;
+	struct topic *t = NULL;
+	uint64_t id = 0;
+	ssize_t n;
+	int dfd, rc;
+
+	if (asprintf(&dir, "%s/%s/%s", b->datadir, TOPICS_DIR, name) < 0)
+		return NULL;
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		broker_fail(b, name, "its directory cannot be opened: %s",
+			    strerror(errno));
+		goto out_free;
+	}
+	rc = load_identity(dfd, &id, uuid);
+	if (rc < 0 && rc != -ENOENT) {
+		broker_fail(b, name, "its identity file (%s) is %s",
+			    IDENTITY_FILE, rc == -EINVAL ? "corrupt" :
+			    strerror(-rc));
+		goto out_close;
+	}
+	n = io_read_file(dfd, TOPIC_CONFIG_FILE, 1 << 20, &text);
+	if (n < 0) {
+		broker_fail(b, name, "its settings file (%s) %s",
+			    TOPIC_CONFIG_FILE, n == -ENOENT ? "is missing" :
+			    strerror((int)-n));
+		goto out_close;
+	}
+	/* The settings as stored, whatever the mount options say. */
+	config_default(&cfg, 1);
+	rc = config_parse(&cfg, text, why, sizeof(why));
+	free(text);
+	if (rc < 0) {
+		broker_fail(b, name, "its settings file (%s): %s",
+			    TOPIC_CONFIG_FILE, why);
+		goto out_close;
+	}
+	t = topic_new(name, dir, &cfg);
+	if (t)
+		topic_set_identity(t, id, uuid);
+out_close:
+	close(dfd);
+out_free:
+	free(dir);
+	return t;
+}
+
+static int compare_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/*
+ * Load every stored topic at mount. Topics stored without an identity (by
+ * an older topicfs) get the next ids, in name order, and keep them from
+ * then on. A topic that cannot be loaded is recorded as failed (.status)
+ * and left untouched.
+ */
+static int broker_load_topics(struct broker *b)
+{
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	struct topic **ts;
+	uint64_t max_id = 0;
+	struct dirent *de;
+	int rc = 0;
+	DIR *d;
+
+	d = fdopendir(dup(b->topics_fd));
+	if (!d)
+		return -errno;
+	rewinddir(d);
+	while (rc == 0 && (de = readdir(d))) {
+		if (!topic_name_valid(de->d_name))
+			continue;
+		rc = grow(&names, &cap, n + 1, sizeof(*names));
+		if (rc == 0 && !(names[n++] = strdup(de->d_name)))
+			rc = -ENOMEM;
+	}
+	closedir(d);
+	qsort(names, n, sizeof(*names), compare_names);
+	ts = calloc(n ? n : 1, sizeof(*ts));
+	if (rc == 0 && !ts)
+		rc = -ENOMEM;
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		ts[i] = broker_read_topic(b, names[i]);
+		if (ts[i] && topic_id(ts[i]) > max_id)
+			max_id = topic_id(ts[i]);
+	}
+	if (rc == 0 && b->next_id <= max_id)
+		b->next_id = max_id + 1;
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		struct topic *t = ts[i];
+		uint32_t failed;
+		int dfd, err = 0;
+
+		if (!t)
+			continue;
+		if (topic_id(t) == 0) { /* stored before topics had ids */
+			dfd = open(topic_dir(t), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+			err = dfd < 0 ? -errno : broker_take_id(b, t);
+			if (err == 0)
+				err = topic_save_identity(dfd, t);
+			if (dfd >= 0)
+				close(dfd);
+			if (err < 0)
+				broker_fail(b, topic_name(t), "no topic id could be "
+					    "given to it: %s", strerror(-err));
+		}
+		if (err == 0) {
+			err = broker_start(b, t, &failed);
+			if (err == -EEXIST && failed == UINT32_MAX)
+				broker_fail(b, topic_name(t), "its topic id %" PRIu64
+					    " is another topic's (a copied "
+					    "directory?)", topic_id(t));
+			else if (err < 0 && failed != UINT32_MAX)
+				broker_fail(b, topic_name(t), "partition %" PRIu32
+					    " cannot be opened: %s", failed,
+					    strerror(-err));
+			else if (err < 0)
+				broker_fail(b, topic_name(t), "%s", strerror(-err));
+		}
+		if (err < 0)
+			topic_put(t); /* closes what it opened; deletes nothing */
+		ts[i] = NULL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (ts && ts[i])
+			topic_put(ts[i]);
+		free(names[i]);
+	}
+	free(ts);
+	free(names);
+	return rc;
+}
+
+/*
+ * Why `name` cannot be created although no loaded topic has it: a stored
+ * topic that failed to load, or anything else in its place on disk. Logs
+ * one line and returns -EEXIST, or returns 0. Broker lock held.
+ */
+static int broker_name_taken(struct broker *b, const char *name)
+{
+	struct topic_failure *f = broker_find_failure(b, name);
+	struct stat st;
+
+	if (f) {
+		msg(LOG_NOTICE, "mkdir %s refused: a stored topic of that name "
+		    "could not be loaded (%s); see .status", name, f->reason);
+		return -EEXIST;
+	}
+	if (fstatat(b->topics_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		msg(LOG_NOTICE, "mkdir %s refused: %s/%s/%s exists but is not "
+		    "a loaded topic", name, b->datadir, TOPICS_DIR, name);
+		return -EEXIST;
+	}
+	return 0;
+}
+
+/*
+ * Create a topic. Its files are made in the trash under a name of their
+ * own (its id), complete and synced, then renamed into topics/ in one
+ * step: after a crash at any point the next mount sees the whole topic or
+ * none of it (a half-made one is in the trash, which the mount empties).
+ * Nothing that this call did not make is ever removed.
+ */
+int broker_topic_create(struct broker *b, const char *name)
+{
+	struct topic_config cfg;
+	struct topic *t = NULL;
+	char *staged = NULL, *final = NULL;
+	uint32_t failed;
+	int rc, dfd;
+
+	if (!topic_name_valid(name))
+		return -EINVAL;
+	pthread_rwlock_wrlock(&b->lock);
+	rc = broker_find(b, name) ? -EEXIST : broker_name_taken(b, name);
+	if (rc < 0)
+		goto out_unlock;
+	config_default(&cfg, b->num_partitions);
+	rc = -ENOMEM;
+	if (asprintf(&final, "%s/%s/%s", b->datadir, TOPICS_DIR, name) < 0) {
+		final = NULL;
+		goto out_unlock;
+	}
+	t = topic_new(name, final, &cfg);
+	if (!t)
+		goto out_unlock;
+	rc = broker_take_id(b, t);
+	step("id taken");
+	if (rc == 0 && asprintf(&staged, "%s/%s/%" PRIu64 "-%s", b->datadir,
+				TRASH_DIR, topic_id(t), name) < 0) {
+		staged = NULL;
+		rc = -ENOMEM;
+	}
+	if (rc < 0)
+		goto out_put;
+	if (mkdir(staged, 0755) < 0) {
+		rc = -errno;
+		goto out_put;
+	}
+	topic_move(t, staged); /* from here on, a failure removes it */
+	staged = NULL;
+	topic_set_deleted(t, true);
+	step("staged");
+	dfd = open(topic_dir(t), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	rc = dfd < 0 ? -errno : topic_save_identity(dfd, t);
+	step("identity stored");
+	if (rc == 0)
+		rc = topic_save_config(t);
+	step("settings stored");
+	if (rc == 0)
+		rc = io_fsync_dir(dfd);
+	if (dfd >= 0)
+		close(dfd);
+	if (rc == 0 && renameat2(AT_FDCWD, topic_dir(t), b->topics_fd, name,
+				 RENAME_NOREPLACE) < 0)
+		rc = -errno;
+	if (rc < 0)
+		goto out_put;
+	step("published");
+	staged = strdup(topic_dir(t));
+	topic_move(t, final);
+	final = NULL;
+	rc = io_fsync_dir(b->topics_fd);
+	if (rc == 0)
+		rc = io_fsync_dir(b->trash_fd);
+	if (rc == 0)
+		rc = broker_start(b, t, &failed);
+	if (rc < 0) {
+		/* Undo the publication: back into the trash it came from. */
+		if (staged && renameat2(b->topics_fd, name, AT_FDCWD, staged,
+					RENAME_NOREPLACE) == 0) {
+			topic_move(t, staged);
+			staged = NULL;
+		} else {
+			topic_set_deleted(t, false);
+		}
+		goto out_put;
+	}
+	topic_set_deleted(t, false);
+	t = NULL;
+out_put:
+	if (t) {
+		msg(LOG_ERR, "topic %s: cannot create: %s", name, strerror(-rc));
+		topic_put(t);
+	}
+out_unlock:
+	pthread_rwlock_unlock(&b->lock);
+	free(staged);
+	free(final);
+	return rc;
+}
+
+/*
+ * Delete a topic: its directory is renamed into the trash in one step
+ * (synced), and removed there when its last user lets go.
+ */
+int broker_topic_delete(struct broker *b, const char *name)
+{
+	struct topic *t;
+	char *gone = NULL;
+	int rc = 0;
+
+	pthread_rwlock_wrlock(&b->lock);
+	t = broker_find(b, name);
+	if (!t) {
+		rc = -ENOENT;
+		goto out_unlock;
+	}
+	if (asprintf(&gone, "%s/%s/%" PRIu64 "-%s", b->datadir, TRASH_DIR,
+		     topic_id(t), name) < 0) {
+		rc = -ENOMEM;
+		goto out_unlock;
+	}
+	if (renameat2(b->topics_fd, name, AT_FDCWD, gone,
+		      RENAME_NOREPLACE) < 0) {
+		rc = -errno;
+		free(gone);
+		goto out_unlock;
+	}
+	step("moved to the trash");
+	if (io_fsync_dir(b->topics_fd) < 0 || io_fsync_dir(b->trash_fd) < 0)
+		msg(LOG_WARNING, "topic %s: the deletion may not survive a "
+		    "crash: syncing the data directory failed", name);
+	topic_move(t, gone);
+	topic_set_deleted(t, true);
+	broker_remove(b, t);
+	msg(LOG_INFO, "topic %s deleted", name);
+	topic_put(t);
+out_unlock:
+	pthread_rwlock_unlock(&b->lock);
+	return rc;
+}
+
+struct topic *broker_topic_get(struct broker *b, const char *name)
+{
+	struct topic *t;
+
+	pthread_rwlock_rdlock(&b->lock);
+	t = broker_find(b, name);
+	if (t)
+		topic_get(t);
+	pthread_rwlock_unlock(&b->lock);
+	return t;
+}
+
+struct topic *broker_topic_by_id(struct broker *b, uint64_t id)
+{
+	struct topic *t = NULL;
+	size_t at;
+
+	pthread_rwlock_rdlock(&b->lock);
+	at = id > 0 ? broker_index_after(b, id - 1) : b->ntopics;
+	if (at < b->ntopics && topic_id(b->topics[at]) == id) {
+		t = b->topics[at];
+		topic_get(t);
+	}
+	pthread_rwlock_unlock(&b->lock);
+	return t;
+}
+
+unsigned broker_topics_list(struct broker *b, uint64_t after,
+			    struct topic **out, unsigned max)
+{
+	unsigned n = 0;
+
+	pthread_rwlock_rdlock(&b->lock);
+	for (size_t i = broker_index_after(b, after); i < b->ntopics &&
+	     n < max; i++) {
+		topic_get(b->topics[i]);
+		out[n++] = b->topics[i];
+	}
+	pthread_rwlock_unlock(&b->lock);
+	return n;
+}
+
+/* ---- the broker --------------------------------------------------------- */
+
+static int mkdir_p(const char *dir)
+{
+	return mkdir(dir, 0755) < 0 && errno != EEXIST ? -errno : 0;
+}
+
+/* Open (making it if missing) the directory name of DATADIR. */
+static int broker_open_dir(struct broker *b, const char *name)
+{
+	int fd;
+
+	if (mkdirat(b->dir_fd, name, 0755) < 0 && errno != EEXIST)
+		return -errno;
+	fd = openat(b->dir_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+/* Remove everything in DATADIR/trash (the mount's start). */
+static int broker_empty_trash(struct broker *b)
+{
+	struct dirent *de;
+	DIR *d = fdopendir(dup(b->trash_fd));
+
+	if (!d)
+		return -errno;
+	while ((de = readdir(d))) {
+		char *path;
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (asprintf(&path, "%s/%s/%s", b->datadir, TRASH_DIR,
+			     de->d_name) < 0)
+			break;
+		io_remove_tree(path);
+		free(path);
+	}
+	closedir(d);
+	return 0;
+}
+
+int broker_open(const struct broker_opts *o, struct broker **out)
+{
+	struct broker *b = calloc(1, sizeof(*b));
+	int rc;
+
+	if (!b)
+		return -ENOMEM;
+	b->lock_fd = b->dir_fd = b->topics_fd = b->trash_fd = -1;
+	b->num_partitions = o->num_partitions;
+	pthread_rwlock_init(&b->lock, NULL);
+	b->datadir = realpath(o->datadir, NULL);
+	if (!b->datadir && errno == ENOENT && mkdir_p(o->datadir) == 0)
+		b->datadir = realpath(o->datadir, NULL);
+	if (!b->datadir) {
+		rc = -errno;
+		goto out_free;
+	}
+	b->dir_fd = open(b->datadir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (b->dir_fd < 0) {
+		rc = -errno;
+		goto out_free;
+	}
+	b->lock_fd = openat(b->dir_fd, ".lock", O_RDWR | O_CREAT | O_CLOEXEC,
+			    0644);
+	if (b->lock_fd < 0) {
+		rc = -errno;
+		goto out_free;
+	}
+	if (flock(b->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		goto out_free;
+	}
+	rc = broker_open_dir(b, TRASH_DIR);
+	if (rc < 0)
+		goto out_free;
+	b->trash_fd = rc;
+	/* The trash holds only what topicfs put there: deleted topics and
+	 * topics whose creation did not finish. */
+	rc = broker_empty_trash(b);
+	if (rc < 0)
+		goto out_free;
+	rc = broker_open_dir(b, TOPICS_DIR);
+	if (rc < 0)
+		goto out_free;
+	b->topics_fd = rc;
+	rc = broker_load_next_id(b);
+	if (rc < 0) {
+		msg(LOG_ERR, "%s/%s: %s", b->datadir, NEXT_ID_FILE,
+		    rc == -EINVAL ? "not a topic id" : strerror(-rc));
+		goto out_free;
+	}
+	rc = broker_load_topics(b);
+	if (rc < 0)
+		goto out_close;
+	*out = b;
+	return 0;
+
+out_close:
+	broker_close(b);
+	return rc;
+out_free:
+	if (b->trash_fd >= 0)
+		close(b->trash_fd);
+	if (b->lock_fd >= 0)
+		close(b->lock_fd);
+	if (b->dir_fd >= 0)
+		close(b->dir_fd);
+	free(b->datadir);
+	pthread_rwlock_destroy(&b->lock);
+	free(b);
+	return rc;
+}
+
+const char *broker_datadir(const struct broker *b)
+{
+	return b->datadir;
+}
+
+int broker_close(struct broker *b)
+{
+	for (size_t i = 0; i < b->ntopics; i++)
+		topic_put(b->topics[i]);
+	free(b->topics);
+	free(b->failed);
+	close(b->topics_fd);
+	close(b->trash_fd);
+	close(b->lock_fd);
+	close(b->dir_fd);
+	free(b->datadir);
+	pthread_rwlock_destroy(&b->lock);
+	free(b);
+	return 0;
+}
+
+
+/* Run fn on every partition of every topic. */
+
+/* Run fn on every partition of every topic. */
+static void broker_each_part(struct broker *b, void (*fn)(struct part *, int64_t),
+			     int64_t arg)
+{
+	struct topic *ts[64];
+	uint64_t after = 0;
+	unsigned n;
+
+	while ((n = broker_topics_list(b, after, ts, 64)) > 0) {
+		for (unsigned i = 0; i < n; i++) {
+			uint32_t np = topic_partitions(ts[i]);
+			for (uint32_t k = 0; k < np; k++)
+				fn(topic_part(ts[i], k), arg);
+			after = topic_id(ts[i]);
+			topic_put(ts[i]);
+		}
+	}
+}
+
+void broker_tick(struct broker *b, int64_t now)
+{
+	struct topic *ts[64];
+	uint64_t after = 0;
+	unsigned n;
+
+	broker_each_part(b, part_tick, now);
+	while ((n = broker_topics_list(b, after, ts, 64)) > 0) {
+		for (unsigned i = 0; i < n; i++) {
+			groups_tick(topic_groups(ts[i]), now);
+			after = topic_id(ts[i]);
+			topic_put(ts[i]);
+		}
+	}
+}
+
+static void scrub_one(struct part *p, int64_t unused)
+{
+	(void)unused;
+	part_scrub(p);
+}
+
+void broker_scrub(struct broker *b)
+{
+	broker_each_part(b, scrub_one, 0);
+}

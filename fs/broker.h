@@ -1,0 +1,86 @@
+/*
+ * The broker: the table of the topics of one data directory, their files
+ * on disk, and the background work over all of them. No FUSE here; fs.c
+ * maps FUSE operations onto these calls and those of topic.h and part.h.
+ *
+ *   DATADIR/.lock                    flock'd while mounted
+ *   DATADIR/next-topic-id            the next topic id to give
+ *   DATADIR/topics/<topic>/          a topic (topic.h)
+ *   DATADIR/trash/<id>-<topic>/      topics being created or deleted
+ *
+ * A deleted topic disappears from the table at once; its files go when
+ * its last reference does (topic.h).
+ *
+ * Lock order of the broker core: broker lock (the table) -> topic lock
+ * (its settings, partition creation) -> partition queue lock (part.h) ->
+ * the log's own locks (log/log.c). Group locks (group.h) are taken
+ * without any of these held, or after the topic's.
+ */
+#ifndef TOPICFS_FS_BROKER_H
+#define TOPICFS_FS_BROKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "topic.h"
+
+struct broker;
+
+struct broker_opts {
+	const char *datadir;
+	uint32_t num_partitions;
+};
+
+/*
+ * Lock the data directory (creating it if missing) and open every topic.
+ * -EBUSY if another topicfs holds the directory.
+ */
+int broker_open(const struct broker_opts *o, struct broker **out);
+
+/* Flush and close every partition cleanly, release the lock, free. */
+int broker_close(struct broker *b);
+
+const char *broker_datadir(const struct broker *b);
+
+/* Retention and periodic flush; call about once a second. */
+void broker_tick(struct broker *b, int64_t now_ms);
+
+/* Check every stored batch not checked since the mount (background). */
+void broker_scrub(struct broker *b);
+
+/*
+ * Create a topic with the mount's defaults: -EINVAL for a bad name,
+ * -EEXIST if a topic of that name is loaded or stored (one log line when
+ * it is stored but failed to load). After a crash at any point the next
+ * mount sees the whole topic or none of it.
+ */
+int broker_topic_create(struct broker *b, const char *name);
+int broker_topic_delete(struct broker *b, const char *name);
+
+/* Referenced topic, or NULL. */
+struct topic *broker_topic_get(struct broker *b, const char *name);
+struct topic *broker_topic_by_id(struct broker *b, uint64_t id);
+
+/*
+ * Referenced topics with id > after, in id order, at most max of them:
+ * for readdir and .status. Returns the count.
+ */
+unsigned broker_topics_list(struct broker *b, uint64_t after,
+			    struct topic **out, unsigned max);
+
+/* A topic stored in DATADIR that could not be loaded: left untouched on
+ * disk, shown in .status with its reason. */
+struct topic_failure {
+	char name[TOPIC_NAME_MAX + 1];
+	char reason[160];
+};
+
+/* Copy the failed topics from index `from` on, at most max; the count. */
+unsigned broker_failures(struct broker *b, unsigned from,
+			 struct topic_failure *out, unsigned max);
+
+/* Tests only: hook(step) is called at each step of a topic's creation and
+ * deletion (tests/test_topic.c kills the process there). */
+void broker_set_step_hook(void (*hook)(const char *step));
+
+#endif

@@ -1,0 +1,72 @@
+/*
+ * One partition of a topic as the broker serves it: its log (log/), the
+ * queue of appends combined by group commit, the periodic flush, its
+ * commit point (repl/commit.h) and its counters. No FUSE here.
+ *
+ * Lock: q_lock (inside part.c) protects the queue, the flush state, the
+ * settings copy and the commit point; it is taken after the topic's lock
+ * when both are held, and no other lock is taken inside it except the
+ * log's own.
+ */
+#ifndef TOPICFS_FS_PART_H
+#define TOPICFS_FS_PART_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "config.h"
+#include "log.h"
+
+struct part;
+
+/* Append-latency histogram bucket bounds, in microseconds. */
+#define LATENCY_BUCKETS 12
+extern const uint64_t latency_bucket_us[LATENCY_BUCKETS];
+
+struct part_stats {
+	_Atomic uint64_t bytes_in, records_in, bytes_out, records_out, batches_in;
+	_Atomic uint64_t latency_count, latency_sum_us;
+	_Atomic uint64_t latency_bucket[LATENCY_BUCKETS + 1];
+};
+
+/*
+ * Open partition `index` of topic `topic` (a name for log lines, which
+ * must outlive the partition) in directory dir with the settings cfg.
+ * *created says whether this call made the directory (so that undoing
+ * the open may remove it, and nothing else), also when the open fails.
+ */
+int part_open(const char *dir, const char *topic, uint32_t index,
+	      const struct topic_config *cfg, struct part **out,
+	      bool *created);
+
+/* Close (flushing, with a clean-shutdown marker if clean) and free. */
+int part_close(struct part *p, bool clean);
+
+/* New settings: the log's, and when to flush. */
+void part_set_config(struct part *p, const struct topic_config *cfg);
+
+struct log *part_log(struct part *p);
+uint32_t part_index(const struct part *p);
+struct part_stats *part_stats(struct part *p);
+
+/*
+ * Append n records (lens; their bytes back to back in the iovcnt pieces
+ * of iov, a record may span pieces) to the partition, combined with
+ * whatever other writers append at the same moment into one append
+ * (group commit). On return the records are readable (high watermark
+ * moved) and *info says which offsets they got.
+ */
+int part_produce(struct part *p, const struct iovec *iov, int iovcnt,
+		 const uint32_t *lens, uint32_t n, struct log_append_info *info);
+
+/* fsync the partition (what fsync(2) on its file does). */
+int part_sync(struct part *p);
+
+/* Retention, and the flush that flush.ms asks for; now is wall time. */
+void part_tick(struct part *p, int64_t now_ms);
+
+/* Check the stored batches not checked yet; log what is bad. */
+void part_scrub(struct part *p);
+
+#endif
