@@ -142,6 +142,13 @@ struct fh {
 				  * partition; UINT32_MAX: the next in turn */
 	struct topicfs_last_write last;
 	uint64_t owner;          /* lock owner (files table) of the last write */
+	/* A record refused as too long whose end has not arrived yet: the
+	 * bytes up to its end (lines: its newline; binary: discard_left
+	 * bytes) are refused too (fh_discard). */
+	bool discarding;
+	uint64_t discard_left;
+	bool last_piece;         /* the last request was accepted and
+				  * nearly max_write: a longer write()'s */
 	struct fh *prev, *next;  /* in fs->open_files */
 
 	/* reading */
@@ -433,6 +440,8 @@ static void reply_entry(fuse_req_t req, fuse_ino_t ino, const struct node *n)
 
 /* ---- read views -------------------------------------------------------- */
 
+/* A decimal number: -EINVAL if s is not one, -ERANGE if it is too large
+ * (*out is then UINT64_MAX). */
 static int parse_u64(const char *s, uint64_t *out)
 {
 	char *end;
@@ -441,7 +450,9 @@ static int parse_u64(const char *s, uint64_t *out)
 		return -EINVAL;
 	errno = 0;
 	*out = strtoull(s, &end, 10);
-	return errno || *end ? -EINVAL : 0;
+	if (*end)
+		return -EINVAL;
+	return errno == ERANGE ? -ERANGE : 0;
 }
 
 /*
@@ -461,15 +472,15 @@ static int view_resolve(struct log *l, const char *sel, uint64_t *pos)
 	} else if (strcmp(sel, "latest") == 0) {
 		off = st.hw;
 	} else if (sel[0] == '-') {
-		if (parse_u64(sel + 1, &n) < 0)
-			return -EINVAL;
+		if (parse_u64(sel + 1, &n) == -EINVAL)
+			return -EINVAL; /* too large: every record */
 		off = st.hw - st.start_offset > n ? st.hw - n : st.start_offset;
 	} else if (strncmp(sel, "t=", 2) == 0 || strchr(sel, 'T')) {
 		if (sel[0] == 't') {
 			uint64_t u;
-			if (parse_u64(sel + 2, &u) < 0 || u > INT64_MAX)
+			if (parse_u64(sel + 2, &u) == -EINVAL)
 				return -EINVAL;
-			ms = (int64_t)u;
+			ms = u > INT64_MAX ? INT64_MAX : (int64_t)u;
 		} else if (config_parse_time(sel, &ms) < 0) {
 			return -EINVAL;
 		}
@@ -479,9 +490,10 @@ static int view_resolve(struct log *l, const char *sel, uint64_t *pos)
 		if (off > st.hw)
 			off = st.hw;
 	} else {
-		if (parse_u64(sel, &off) < 0)
-			return -EINVAL;
-		if (off < st.start_offset || off > st.hw)
+		rc = parse_u64(sel, &off); /* too large: past the end */
+		if (rc == -EINVAL)
+			return rc;
+		if (rc == -ERANGE || off < st.start_offset || off > st.hw)
 			return -ERANGE;
 	}
 	return log_offset_to_pos(l, off, pos);
@@ -1148,13 +1160,24 @@ static const char *fh_where(const struct fh *fh, char *buf, size_t size)
 }
 
 /*
+ * A record refused as too long (-EMSGSIZE): whether it goes on past the
+ * bytes at hand (open), and for a binary frame how many of its bytes are
+ * still to come (left).
+ */
+struct too_long {
+	bool open;
+	uint64_t left;
+};
+
+/*
  * Cut data (len bytes) into records by the topic's framing, adding their
  * lengths to fh->lens; *used gets the bytes of whole records (the rest
  * is an incomplete record). -EMSGSIZE if a record (or the incomplete
- * rest) exceeds max.message.bytes.
+ * rest) exceeds max.message.bytes, with *tl saying whether it ends here.
  */
 static int fh_frame(struct fh *fh, const struct topic_config *cfg,
-		    const uint8_t *data, size_t len, size_t *used)
+		    const uint8_t *data, size_t len, size_t *used,
+		    struct too_long *tl)
 {
 	size_t max = cfg->max_message_bytes, at = 0;
 	int rc;
@@ -1162,10 +1185,20 @@ static int fh_frame(struct fh *fh, const struct topic_config *cfg,
 	rc = cfg->framing == FRAMING_LINES ?
 	     frame_lines(&fh->lens, max, data, len, &at) :
 	     frame_binary(&fh->lens, max, data, len, &at);
+	if (rc == -EMSGSIZE && cfg->framing == FRAMING_BINARY) {
+		/* frame_binary stopped at the bad frame's length field. */
+		uint64_t rec = frame_size(data + at);
+		tl->open = at + rec > len;
+		tl->left = tl->open ? at + rec - len : 0;
+	}
 	if (rc < 0)
-		return rc;
-	if (len - at > max + 4)
+		return rc; /* a line too long ends at its newline, here */
+	/* The incomplete rest: a line without its newline, or a frame. */
+	if (len - at > (cfg->framing == FRAMING_LINES ? max : max + 4)) {
+		tl->open = true;
+		tl->left = 0;
 		return -EMSGSIZE;
+	}
 	*used = at;
 	return 0;
 }
@@ -1303,11 +1336,11 @@ static int fh_write_records(struct fh *fh, const struct topic_config *cfg,
 /*
  * How many bytes of buf (*take) complete the partial record that fh holds
  * (fh->plen > 0), and whether they do (*done; if not, all of buf is part
- * of it). -EMSGSIZE if it exceeds max.message.bytes.
+ * of it). -EMSGSIZE if it exceeds max.message.bytes (*tl as fh_frame's).
  */
 static int fh_complete(const struct fh *fh, const struct topic_config *cfg,
 		       const uint8_t *buf, size_t size, size_t *take,
-		       bool *done)
+		       bool *done, struct too_long *tl)
 {
 	size_t max = cfg->max_message_bytes, rec;
 	uint8_t h[4];
@@ -1317,8 +1350,8 @@ static int fh_complete(const struct fh *fh, const struct topic_config *cfg,
 		const uint8_t *nl = memchr(buf, '\n', size);
 		*done = nl != NULL;
 		*take = nl ? (size_t)(nl - buf) + 1 : size;
-		rec = fh->plen + *take;
-		return rec > (*done ? max : max + 4) ? -EMSGSIZE : 0;
+		*tl = (struct too_long){ .open = !*done };
+		return fh->plen + *take > max ? -EMSGSIZE : 0;
 	}
 	/* Binary: the 4-byte length itself may be cut. */
 	for (; have < 4 && have < fh->plen; have++)
@@ -1331,11 +1364,35 @@ static int fh_complete(const struct fh *fh, const struct topic_config *cfg,
 		return 0;
 	}
 	rec = frame_size(h);
-	if (rec - 4 > max)
-		return -EMSGSIZE;
 	*done = fh->plen + size >= rec;
 	*take = *done ? rec - fh->plen : size;
-	return 0;
+	*tl = (struct too_long){ .open = !*done,
+				 .left = *done ? 0 : rec - fh->plen - size };
+	return rec - 4 > max ? -EMSGSIZE : 0;
+}
+
+/*
+ * The request is refused as the rest of a record refused earlier: count
+ * off its bytes, and stop refusing at the record's end (lines: the
+ * newline). A request holding the end and more is refused whole. So is
+ * one that begins a write() the kernel cut (first): the kernel then
+ * fails the whole write() and never sends the rest of it, so the
+ * writer's next write() starts a new record.
+ */
+static int fh_discard(struct fh *fh, const struct topic_config *cfg,
+		      const uint8_t *buf, size_t size, bool first)
+{
+	if (first) {
+		fh->discarding = false;
+	} else if (cfg->framing == FRAMING_LINES) {
+		if (memchr(buf, '\n', size))
+			fh->discarding = false;
+	} else if (size >= fh->discard_left) {
+		fh->discarding = false;
+	} else {
+		fh->discard_left -= size;
+	}
+	return -EMSGSIZE;
 }
 
 /* Keep len bytes at data after the partial record. */
@@ -1354,26 +1411,33 @@ static int fh_keep(struct fh *fh, const uint8_t *data, size_t len)
  * Append the whole records among the partial record and buf, and keep
  * the rest as the partial record. Nothing is copied on the way: the
  * record that completes the partial one is written from both places.
+ * continues: this request carries on a write() whose earlier request
+ * was accepted (the kernel cut it); piece: this one is nearly max_write,
+ * so the write() may go on in another request.
  */
-static int fh_append(struct fh *fh, const uint8_t *buf, size_t size)
+static int fh_append(struct fh *fh, const uint8_t *buf, size_t size,
+		     bool continues, bool piece)
 {
 	struct topic_config cfg;
+	struct too_long tl = { 0 };
 	struct iovec iov[2];
 	size_t take = 0, used = 0;
 	bool done;
 	int rc = 0;
 
 	topic_config(fh->t, &cfg);
+	if (fh->discarding)
+		return fh_discard(fh, &cfg, buf, size, !continues && piece);
 	fh->lens.n = 0;
 	if (fh->plen > 0) {
-		rc = fh_complete(fh, &cfg, buf, size, &take, &done);
+		rc = fh_complete(fh, &cfg, buf, size, &take, &done, &tl);
 		if (rc == 0 && !done)
 			return fh_keep(fh, buf, size);
 		if (rc == 0)
 			rc = frame_add(&fh->lens, fh->plen + take, SIZE_MAX);
 	}
 	if (rc == 0)
-		rc = fh_frame(fh, &cfg, buf + take, size - take, &used);
+		rc = fh_frame(fh, &cfg, buf + take, size - take, &used, &tl);
 	if (rc == 0 && fh->lens.n > 0) {
 		iov[0] = (struct iovec){ fh->partial, fh->plen };
 		iov[1] = (struct iovec){ (void *)buf, take + used };
@@ -1383,11 +1447,20 @@ static int fh_append(struct fh *fh, const uint8_t *buf, size_t size)
 	if (rc < 0) {
 		/*
 		 * Bad input: drop the record being built (the writer is told).
+		 * A record too long that goes on past this request is refused
+		 * to its end, as the writer sends the rest (after a short
+		 * count, or in its next write()s); except when this request
+		 * began a write() the kernel cut: the kernel fails that whole
+		 * write() and never sends the rest of it.
 		 * Anything else (ENOSPC): keep the partial record as it was
 		 * before this write, which is refused whole.
 		 */
 		if (rc == -EMSGSIZE || rc == -EINVAL)
 			fh->plen = 0;
+		if (rc == -EMSGSIZE && tl.open && (continues || !piece)) {
+			fh->discarding = true;
+			fh->discard_left = tl.left;
+		}
 		return rc;
 	}
 	fh->plen = 0; /* if it was not empty, it is a record now */
@@ -1405,7 +1478,7 @@ static int fh_append_partial(struct fh *fh)
 	topic_config(fh->t, &cfg);
 	fh->lens.n = 0;
 	rc = cfg.framing == FRAMING_BINARY ? -EINVAL :
-	     frame_add(&fh->lens, fh->plen, SIZE_MAX);
+	     frame_add(&fh->lens, fh->plen, cfg.max_message_bytes);
 	if (rc == 0)
 		rc = fh_write_records(fh, &cfg, &iov, 1);
 	if (rc == 0 || rc == -EMSGSIZE || rc == -EINVAL)
@@ -1429,7 +1502,9 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 	pthread_mutex_lock(&fh->lock);
 	fh->owner = fi->lock_owner;
 	rc = topic_deleted(fh->t) ? -ENOENT :
-	     fh_append(fh, (const uint8_t *)buf, size);
+	     fh_append(fh, (const uint8_t *)buf, size, fh->last_piece,
+		       size >= WRITE_PIECE_MIN);
+	fh->last_piece = rc == 0 && size >= WRITE_PIECE_MIN;
 	/* A shorter request ends its write(): the next one rotates. */
 	if (size < WRITE_PIECE_MIN || rc < 0)
 		fh->sticky = UINT32_MAX;
@@ -1452,13 +1527,21 @@ static int fh_flush_partial(struct fh *fh)
 	int rc = 0;
 
 	pthread_mutex_lock(&fh->lock);
-	if (fh->plen > 0)
+	if (fh->discarding) {
+		/* The last record was refused as too long and its end never
+		 * came: close() and fsync() say so too. */
+		fh->discarding = false;
+		rc = -EMSGSIZE;
+	} else if (fh->plen > 0) {
 		rc = fh_append_partial(fh);
+	}
 	pthread_mutex_unlock(&fh->lock);
 	if (rc < 0)
 		msg(LOG_WARNING, "%s: incomplete record at close dropped: %s",
 		    fh_where(fh, where, sizeof(where)),
-		    rc == -EINVAL ? "binary frame cut short" : strerror(-rc));
+		    rc == -EINVAL ? "binary frame cut short" :
+		    rc == -EMSGSIZE ? "it exceeds max.message.bytes" :
+		    strerror(-rc));
 	return rc;
 }
 
@@ -2535,6 +2618,16 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_statfs(req, &sv);
 }
 
+/* Partitions grow only by appends: preallocating or punching is refused. */
+static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off,
+			 off_t length, struct fuse_file_info *fi)
+{
+	(void)fi;
+	refuse_ino(req, ino, EOPNOTSUPP, "fallocate (mode %d, %lld bytes at "
+		   "%lld) refused: files here grow only by appends", mode,
+		   (long long)length, (long long)off);
+}
+
 static const struct fuse_lowlevel_ops fs_operations = {
 	.init = op_init,
 	.lookup = op_lookup,
@@ -2563,6 +2656,7 @@ static const struct fuse_lowlevel_ops fs_operations = {
 	.symlink = op_symlink,
 	.link = op_link,
 	.ioctl = op_ioctl,
+	.fallocate = op_fallocate,
 };
 
 const struct fuse_lowlevel_ops *fs_ops(void)
