@@ -362,7 +362,8 @@ static int broker_load_topics(struct broker *b)
 			rc = -ENOMEM;
 	}
 	closedir(d);
-	qsort(names, n, sizeof(*names), compare_names);
+	if (n > 0)
+		qsort(names, n, sizeof(*names), compare_names);
 	ts = calloc(n ? n : 1, sizeof(*ts));
 	if (rc == 0 && !ts)
 		rc = -ENOMEM;

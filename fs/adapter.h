@@ -1,0 +1,265 @@
+/*
+ * The FUSE adapter's own declarations, shared by its files and by nothing
+ * else: inode numbers, the mount's state, what an inode names, open file
+ * handles. The broker core (broker.h, topic.h, part.h, group.h) knows
+ * nothing of these.
+ *
+ *   fs.c      the operations table, init, statfs, the mount's state
+ *   node.c    inode numbers, nodes, read views, refusals, attributes
+ *   dir.c     lookup, getattr, readdir, mkdir, rmdir and the refused
+ *             namespace changes
+ *   file.c    open, read, flush, fsync, release, ioctl
+ *   write.c   writes: framing per open file, .produce's partitioner
+ *   xattr.c   extended attributes
+ *   report.c  .status and .metrics
+ *
+ * Inode numbers are computed from the topic's stored id:
+ *   1 root, 2 .status, 3 .metrics
+ *   (topic id << 24) | (kind << 20) | partition   topic dirs and files
+ *   (1 << 62) | n                                 read views (a table)
+ * Topic ids are stored with their topics and never given twice in a data
+ * directory, so numbers stay the same across remounts (log shippers key
+ * on them) and a stale inode of a deleted topic answers ENOENT rather
+ * than reaching a new topic of the same name.
+ *
+ * Locks: fs->report_lock, then fs->lock (views, open files), then a
+ * handle's lock, then the broker core's (broker.h gives their order).
+ */
+#ifndef TOPICFS_FS_ADAPTER_H
+#define TOPICFS_FS_ADAPTER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "broker.h"
+#include "frame.h"
+#include "fs.h"
+#include "group.h"
+#include "part.h"
+#include "topicfs_ioctl.h"
+
+#define INO_ROOT 1
+#define INO_STATUS 2
+#define INO_METRICS 3
+#define INO_VIEW_BIT (1ull << 62)
+#define XATTR_PREFIX "user.topicfs."
+#define XATTR_VALUE_MAX 4096
+/* Extents one read can return (and segments it may span). */
+#define READ_EXTENTS_MAX 8
+/* Directory attributes may be cached; files change all the time. */
+#define DIR_ATTR_TIMEOUT 1.0
+/*
+ * The preferred I/O size (st_blksize) of data files (partitions, views,
+ * .produce, group members): the largest write request (max_write), two
+ * read requests (FS_MAX_READ). Every read() and write() of a direct_io
+ * file is a round trip to the daemon, and cat, cp, grep and dd size
+ * their buffers from st_blksize (coreutils' io_blksize), so this makes
+ * `cat f >> t/0` and `cat t/0` move 1 MiB per call instead of 128 KiB.
+ */
+#define DATA_IO_SIZE (1u << 20)
+/*
+ * .produce asks for half that, so that the kernel never cuts a write()
+ * of such a tool: a request of nearly DATA_IO_SIZE (the most one request
+ * carries, less the offset of the writer's buffer in its first page) is
+ * taken as a piece of a longer write(), whose unkeyed records stay in
+ * one partition (see fh_route).
+ */
+#define PRODUCE_IO_SIZE (DATA_IO_SIZE / 2)
+#define WRITE_PIECE_MIN (DATA_IO_SIZE - 4096 + 1)
+
+enum kind {
+	K_TOPIC = 1,    /* these four are encoded in topic inode numbers */
+	K_PART = 2,
+	K_PRODUCE = 3,
+	K_GROUPS = 4,
+	K_GROUP = 5,    /* .groups/<g>: the low 20 bits are the group index */
+	K_ROOT = 16,
+	K_STATUS,
+	K_METRICS,
+	K_VIEW,
+};
+
+/* A read view <p>@<selector>, alive while the kernel knows its inode. */
+struct view {
+	fuse_ino_t ino;
+	uint64_t topic_id;
+	uint32_t part;
+	uint64_t start_pos;
+	uint64_t nlookup;
+	struct view *next;
+};
+
+struct fh;
+
+/* A .status or .metrics text rendered for a stat by one thread (pid). */
+struct report {
+	pid_t pid;
+	char *text;
+	size_t len;
+	int64_t made_ms;            /* CLOCK_MONOTONIC */
+};
+/* Threads whose texts are kept at once, per file (the oldest goes). */
+#define REPORT_SLOTS 8
+
+struct fs {
+	struct broker *broker;
+	pthread_mutex_t lock;       /* protects views and open_files */
+	struct view *views;
+	uint64_t next_view;
+	struct fh *open_files;      /* every open file handle */
+	uid_t uid;                  /* owner of every file (-o uid=) */
+	gid_t gid;                  /* group of every file (-o gid=) */
+	mode_t umask;               /* cleared from every mode (-o umask=) */
+	time_t mount_time;
+	unsigned max_read;          /* bytes per read request */
+	/* Protects reports; taken before lock (rendering takes lock). */
+	pthread_mutex_t report_lock;
+	struct report reports[2][REPORT_SLOTS]; /* .status, .metrics */
+};
+
+/* What an inode names, with a reference on its topic. */
+struct node {
+	int kind;
+	struct topic *t;
+	uint32_t part;          /* partition, or group index */
+	uint64_t view_start;
+	struct group *g;
+};
+
+struct fh {
+	int kind;
+	struct topic *t;
+	struct part *p;
+	pthread_mutex_t lock;
+
+	/* writing */
+	bool writable;
+	uint8_t *partial;        /* an incomplete last record */
+	size_t plen, pcap;
+	uint8_t *scratch;        /* .produce: partial + new bytes together */
+	size_t scap;
+	struct frame_lens lens;  /* of the records being appended */
+	uint32_t *route;         /* .produce: partition of each record */
+	size_t rcap;
+	uint32_t sticky;         /* .produce: this write()'s unkeyed records'
+				  * partition; UINT32_MAX: the next in turn */
+	struct topicfs_last_write last;
+	uint64_t owner;          /* lock owner (files table) of the last write */
+	/* A record refused as too long whose end has not arrived yet: the
+	 * bytes up to its end (lines: its newline; binary: discard_left
+	 * bytes) are refused too (fh_discard). */
+	bool discarding;
+	uint64_t discard_left;
+	bool last_piece;         /* the last request was accepted and
+				  * nearly max_write: a longer write()'s */
+	struct fh *prev, *next;  /* in fs->open_files */
+
+	/* reading */
+	struct log_cursor *cur;
+	uint64_t base;           /* partition position of file offset 0 */
+	uint64_t skew;           /* retention moved the start under us */
+	struct fuse_bufvec *bv;
+	uint8_t *copy;           /* reads that must be copied */
+	size_t copy_cap;
+	/* Records out: bytes [cnt_pos, out_pos) were read in one stretch and
+	 * their whole records are not counted yet (fh_count_out). */
+	uint64_t cnt_pos, out_pos;
+
+	/* .status and .metrics */
+	char *text;
+	size_t text_len;
+	pid_t opener;            /* the thread that opened it */
+
+	/* .groups/<g>: this open file is a member */
+	struct member *member;
+	struct member_read *mread;
+};
+
+
+/* node.c */
+struct fs *fs_of(fuse_req_t req);
+fuse_ino_t ino_make(uint64_t topic_id, int kind, uint32_t part);
+fuse_ino_t view_add(struct fs *fs, uint64_t topic_id, uint32_t part,
+			   uint64_t start_pos);
+void view_forget(struct fs *fs, fuse_ino_t ino, uint64_t n);
+int node_get(struct fs *fs, fuse_ino_t ino, struct node *n);
+void node_put(struct node *n);
+const char *node_where(const struct node *n, char *buf, size_t size);
+__attribute__((format(printf, 4, 5)))
+void refuse(fuse_req_t req, const struct node *n, int err,
+		   const char *fmt, ...);
+__attribute__((format(printf, 4, 5)))
+void refuse_ino(fuse_req_t req, fuse_ino_t ino, int err,
+		       const char *fmt, ...);
+void node_stat(struct fs *fs, fuse_ino_t ino, const struct node *n,
+		      struct stat *st);
+double node_timeout(const struct node *n);
+void reply_entry(fuse_req_t req, fuse_ino_t ino, const struct node *n);
+int parse_u64(const char *s, uint64_t *out);
+int view_resolve(struct log *l, const char *sel, uint64_t *pos);
+
+/* dir.c */
+void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
+void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup);
+void op_forget_multi(fuse_req_t req, size_t count,
+			    struct fuse_forget_data *forgets);
+void op_getattr(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi);
+void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
+		       int to_set, struct fuse_file_info *fi);
+void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi);
+void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode);
+void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name);
+void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name);
+void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      fuse_ino_t newparent, const char *newname,
+		      unsigned int flags);
+void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode, dev_t rdev);
+void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      mode_t mode, struct fuse_file_info *fi);
+void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+		       const char *name);
+void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+		    const char *newname);
+
+/* file.c */
+void fh_count_out(struct fh *fh);
+void fh_free(struct fh *fh);
+void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+struct fh *fh_of(struct fuse_file_info *fi);
+void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+		     struct fuse_file_info *fi);
+void op_release(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi);
+void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi);
+void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd,
+		     void *arg, struct fuse_file_info *fi, unsigned flags,
+		     const void *in_buf, size_t in_bufsz, size_t out_bufsz);
+
+/* write.c */
+const char *fh_where(const struct fh *fh, char *buf, size_t size);
+void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
+		     size_t size, off_t off, struct fuse_file_info *fi);
+int fh_flush_partial(struct fh *fh);
+
+/* xattr.c */
+int part_attr(struct part *p, const char *name, char *buf, size_t size);
+void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			size_t size);
+void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			const char *value, size_t size, int flags);
+void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
+
+/* report.c */
+void report_stat(fuse_req_t req, const struct node *n,
+			struct stat *st);
+char *report_take(struct fs *fs, int kind, pid_t pid, size_t *len);
+
+#endif
