@@ -63,7 +63,7 @@
  * of such a tool: a request of nearly DATA_IO_SIZE (the most one request
  * carries, less the offset of the writer's buffer in its first page) is
  * taken as a piece of a longer write(), whose unkeyed records stay in
- * one partition (see fh_route).
+ * one partition (see writer_route).
  */
 #define PRODUCE_IO_SIZE (DATA_IO_SIZE / 2)
 #define WRITE_PIECE_MIN (DATA_IO_SIZE - 4096 + 1)
@@ -127,14 +127,23 @@ struct node {
 	struct group *g;
 };
 
+/*
+ * Open files. Each kind has a handle of its own, which begins with a
+ * struct fh (its kind says which): part_fh for partitions and read views,
+ * produce_fh for .produce, report_fh for .status and .metrics, member_fh
+ * for a group member. fh->lock protects the handle's own state.
+ */
 struct fh {
 	int kind;
-	struct topic *t;
-	struct part *p;
+	struct topic *t;         /* referenced; NULL for reports */
 	pthread_mutex_t lock;
+	struct fh *prev, *next;  /* in fs->open_files (fs->lock) */
+};
 
-	/* writing */
-	bool writable;
+/* The write side of a partition file or of .produce. */
+struct writer {
+	struct topic *t;
+	struct part *p;          /* NULL: .produce */
 	uint8_t *partial;        /* an incomplete last record */
 	size_t plen, pcap;
 	uint8_t *scratch;        /* .produce: partial + new bytes together */
@@ -148,14 +157,16 @@ struct fh {
 	uint64_t owner;          /* lock owner (files table) of the last write */
 	/* A record refused as too long whose end has not arrived yet: the
 	 * bytes up to its end (lines: its newline; binary: discard_left
-	 * bytes) are refused too (fh_discard). */
+	 * bytes) are refused too (writer_discard). */
 	bool discarding;
 	uint64_t discard_left;
 	bool last_piece;         /* the last request was accepted and
 				  * nearly max_write: a longer write()'s */
-	struct fh *prev, *next;  /* in fs->open_files */
+};
 
-	/* reading */
+/* The read side of a partition file or a read view. */
+struct reader {
+	struct part *p;
 	struct log_cursor *cur;
 	uint64_t base;           /* partition position of file offset 0 */
 	uint64_t skew;           /* retention moved the start under us */
@@ -163,19 +174,65 @@ struct fh {
 	uint8_t *copy;           /* reads that must be copied */
 	size_t copy_cap;
 	/* Records out: bytes [cnt_pos, out_pos) were read in one stretch and
-	 * their whole records are not counted yet (fh_count_out). */
+	 * their whole records are not counted yet (reader_count_out). */
 	uint64_t cnt_pos, out_pos;
-
-	/* .status and .metrics */
-	char *text;
-	size_t text_len;
-	pid_t opener;            /* the thread that opened it */
-
-	/* .groups/<g>: this open file is a member */
-	struct member *member;
-	struct member_read *mread;
 };
 
+struct part_fh {                 /* K_PART, K_VIEW */
+	struct fh fh;
+	struct reader r;
+	bool writable;
+	struct writer w;         /* if writable */
+};
+
+struct produce_fh {              /* K_PRODUCE */
+	struct fh fh;
+	struct writer w;
+};
+
+struct report_fh {               /* K_STATUS, K_METRICS */
+	struct fh fh;
+	char *text;
+	size_t len;
+	pid_t opener;            /* the thread that opened it */
+};
+
+struct member_fh {               /* K_GROUP: this open file is a member */
+	struct fh fh;
+	struct member *member;
+	struct member_read *mread;
+	struct fuse_bufvec *bv;
+};
+
+#define FH_AS(fh, type) ((struct type *)(void *)(fh))
+
+/* The handle as one of its kinds, or NULL if it is another kind. */
+static inline struct part_fh *fh_part(struct fh *fh)
+{
+	return fh->kind == K_PART || fh->kind == K_VIEW ?
+	       FH_AS(fh, part_fh) : NULL;
+}
+
+static inline struct report_fh *fh_report(struct fh *fh)
+{
+	return fh->kind == K_STATUS || fh->kind == K_METRICS ?
+	       FH_AS(fh, report_fh) : NULL;
+}
+
+static inline struct member_fh *fh_member(struct fh *fh)
+{
+	return fh->kind == K_GROUP ? FH_AS(fh, member_fh) : NULL;
+}
+
+/* The write side of a handle, or NULL if it is not open for writing. */
+static inline struct writer *fh_writer(struct fh *fh)
+{
+	if (fh->kind == K_PRODUCE)
+		return &FH_AS(fh, produce_fh)->w;
+	if (fh_part(fh) && fh_part(fh)->writable)
+		return &fh_part(fh)->w;
+	return NULL;
+}
 
 /* node.c */
 struct fs *fs_of(fuse_req_t req);
@@ -227,7 +284,7 @@ void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 		    const char *newname);
 
 /* file.c */
-void fh_count_out(struct fh *fh);
+void reader_count_out(struct reader *r);
 void fh_free(struct fh *fh);
 void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 struct fh *fh_of(struct fuse_file_info *fi);
@@ -243,10 +300,11 @@ void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd,
 		     const void *in_buf, size_t in_bufsz, size_t out_bufsz);
 
 /* write.c */
-const char *fh_where(const struct fh *fh, char *buf, size_t size);
+const char *writer_where(const struct writer *w, char *buf, size_t size);
 void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		     size_t size, off_t off, struct fuse_file_info *fi);
-int fh_flush_partial(struct fh *fh);
+int writer_flush(struct fh *fh);
+void writer_release(struct writer *w);
 
 /* xattr.c */
 int part_attr(struct part *p, const char *name, char *buf, size_t size);

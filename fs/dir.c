@@ -150,13 +150,14 @@ void op_getattr(fuse_req_t req, fuse_ino_t ino,
 	struct node n;
 	struct stat st;
 	int rc;
+	struct fh *fh = fi && fi->fh ? fh_of(fi) : NULL;
+	struct part_fh *pf = fh ? fh_part(fh) : NULL;
 
 	/* fstat of an open file works even after its topic was deleted. */
-	if (fi && fi->fh && fh_of(fi)->p && topic_deleted(fh_of(fi)->t)) {
-		struct fh *fh = fh_of(fi);
+	if (pf && topic_deleted(fh->t)) {
 		n = (struct node){ .kind = fh->kind, .t = fh->t,
-				   .part = part_index(fh->p),
-				   .view_start = fh->base };
+				   .part = part_index(pf->r.p),
+				   .view_start = pf->r.base };
 		node_stat(fs_of(req), ino, &n, &st);
 		fuse_reply_attr(req, &st, 0.0);
 		return;
@@ -169,8 +170,8 @@ void op_getattr(fuse_req_t req, fuse_ino_t ino,
 	node_stat(fs_of(req), ino, &n, &st);
 	report_stat(req, &n, &st);
 	/* An open .status or .metrics (lseek SEEK_END): its own snapshot. */
-	if (fi && fi->fh && fh_of(fi)->text)
-		st.st_size = (off_t)fh_of(fi)->text_len;
+	if (fh && fh_report(fh))
+		st.st_size = (off_t)fh_report(fh)->len;
 	fuse_reply_attr(req, &st, node_timeout(&n));
 	node_put(&n);
 }

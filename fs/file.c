@@ -45,62 +45,155 @@ static int record_at(struct log *l, uint64_t pos, uint64_t *off,
  * this file has read to the partition's records_out, and start the
  * stretch again at the first record not counted. Two lookups per stretch
  * (a sequential reader has one stretch per open), not per read.
- * Called with fh->lock held.
+ * Called with the handle's lock held.
  */
-void fh_count_out(struct fh *fh)
+void reader_count_out(struct reader *r)
 {
-	struct log *l = part_log(fh->p);
+	struct log *l = part_log(r->p);
 	uint64_t a, apos, b, bpos;
 
-	if (fh->out_pos <= fh->cnt_pos)
+	if (r->out_pos <= r->cnt_pos)
 		return;
-	if (record_at(l, fh->cnt_pos, &a, &apos) < 0 ||
-	    record_at(l, fh->out_pos, &b, &bpos) < 0) {
-		fh->cnt_pos = fh->out_pos; /* retention took it: uncounted */
+	if (record_at(l, r->cnt_pos, &a, &apos) < 0 ||
+	    record_at(l, r->out_pos, &b, &bpos) < 0) {
+		r->cnt_pos = r->out_pos; /* retention took it: uncounted */
 		return;
 	}
-	if (apos < fh->cnt_pos)
+	if (apos < r->cnt_pos)
 		a++; /* its first bytes were not in this stretch */
 	if (b > a)
-		atomic_fetch_add(&part_stats(fh->p)->records_out, b - a);
-	if (bpos > fh->cnt_pos)
-		fh->cnt_pos = bpos;
+		atomic_fetch_add(&part_stats(r->p)->records_out, b - a);
+	if (bpos > r->cnt_pos)
+		r->cnt_pos = bpos;
 }
 
 /* A read delivered partition bytes [from, to). */
-static void fh_note_out(struct fh *fh, uint64_t from, uint64_t to)
+static void reader_note_out(struct reader *r, uint64_t from, uint64_t to)
 {
-	atomic_fetch_add(&part_stats(fh->p)->bytes_out, to - from);
-	if (from >= fh->cnt_pos && from <= fh->out_pos) {
-		if (to > fh->out_pos)
-			fh->out_pos = to;
+	atomic_fetch_add(&part_stats(r->p)->bytes_out, to - from);
+	if (from >= r->cnt_pos && from <= r->out_pos) {
+		if (to > r->out_pos)
+			r->out_pos = to;
 		return;
 	}
-	fh_count_out(fh);
-	fh->cnt_pos = from;
-	fh->out_pos = to;
+	reader_count_out(r);
+	r->cnt_pos = from;
+	r->out_pos = to;
 }
 
 void fh_free(struct fh *fh)
 {
-	if (fh->member)
-		member_leave(fh->member);
-	if (fh->cur)
-		log_cursor_free(fh->cur);
+	struct part_fh *pf = fh_part(fh);
+	struct report_fh *rf = fh_report(fh);
+	struct member_fh *mf = fh_member(fh);
+
+	if (pf) {
+		if (pf->r.cur)
+			log_cursor_free(pf->r.cur);
+		free(pf->r.bv);
+		free(pf->r.copy);
+	}
+	if (fh_writer(fh))
+		writer_release(fh_writer(fh));
+	if (rf)
+		free(rf->text);
+	if (mf) {
+		if (mf->member)
+			member_leave(mf->member);
+		free(mf->mread);
+		free(mf->bv);
+	}
 	if (fh->t)
 		topic_put(fh->t);
 	pthread_mutex_destroy(&fh->lock);
-	free(fh->partial);
-	free(fh->scratch);
-	frame_lens_free(&fh->lens);
-	free(fh->route);
-	free(fh->bv);
-	free(fh->mread);
-	free(fh->copy);
-	free(fh->text);
 	free(fh);
 }
 
+/* A new handle of the kind n names, with its topic reference taken over. */
+static struct fh *fh_new(struct node *n)
+{
+	size_t size = n->kind == K_PART || n->kind == K_VIEW ?
+		      sizeof(struct part_fh) :
+		      n->kind == K_PRODUCE ? sizeof(struct produce_fh) :
+		      n->kind == K_GROUP ? sizeof(struct member_fh) :
+		      sizeof(struct report_fh);
+	struct fh *fh = calloc(1, size);
+
+	if (!fh)
+		return NULL;
+	pthread_mutex_init(&fh->lock, NULL);
+	fh->kind = n->kind;
+	fh->t = n->t;
+	n->t = NULL;
+	return fh;
+}
+
+static void writer_init(struct writer *w, struct topic *t, struct part *p)
+{
+	w->t = t;
+	w->p = p;
+	w->sticky = UINT32_MAX;
+}
+
+/* Open the handle's own state; -ENOMEM and the like. */
+static int fh_open(fuse_req_t req, struct fh *fh, const struct node *n,
+		   bool writable)
+{
+	struct part_fh *pf = fh_part(fh);
+	struct report_fh *rf = fh_report(fh);
+	struct member_fh *mf = fh_member(fh);
+
+	if (rf) {
+		rf->opener = fuse_req_ctx(req)->pid;
+		rf->text = report_take(fs_of(req), fh->kind, rf->opener,
+				       &rf->len);
+		return rf->text ? 0 : -ENOMEM;
+	}
+	if (pf) {
+		pf->r.p = topic_part(fh->t, n->part);
+		pf->r.base = fh->kind == K_VIEW ? n->view_start : 0;
+		pf->writable = writable;
+		if (writable)
+			writer_init(&pf->w, fh->t, pf->r.p);
+		pf->r.bv = malloc(sizeof(struct fuse_bufvec) +
+				  READ_EXTENTS_MAX * sizeof(struct fuse_buf));
+		if (!pf->r.bv)
+			return -ENOMEM;
+		return log_cursor_new(part_log(pf->r.p), &pf->r.cur);
+	}
+	if (mf) {
+		mf->mread = malloc(sizeof(*mf->mread));
+		mf->bv = malloc(sizeof(struct fuse_bufvec) +
+				MEMBER_EXTENTS_MAX * sizeof(struct fuse_buf));
+		if (!mf->mread || !mf->bv)
+			return -ENOMEM;
+		return member_join(n->g, fuse_req_ctx(req)->pid, &mf->member);
+	}
+	writer_init(&FH_AS(fh, produce_fh)->w, fh->t, NULL);
+	return 0;
+}
+
+static void fs_add_open(struct fs *fs, struct fh *fh)
+{
+	pthread_mutex_lock(&fs->lock);
+	fh->next = fs->open_files;
+	if (fs->open_files)
+		fs->open_files->prev = fh;
+	fs->open_files = fh;
+	pthread_mutex_unlock(&fs->lock);
+}
+
+static void fs_remove_open(struct fs *fs, struct fh *fh)
+{
+	pthread_mutex_lock(&fs->lock);
+	if (fh->prev)
+		fh->prev->next = fh->next;
+	else
+		fs->open_files = fh->next;
+	if (fh->next)
+		fh->next->prev = fh->prev;
+	pthread_mutex_unlock(&fs->lock);
+}
 
 /* Why opening n with flags is refused (the errno in *err), or NULL. */
 static const char *open_refused(const struct node *n, int flags, int *err)
@@ -125,7 +218,6 @@ static const char *open_refused(const struct node *n, int flags, int *err)
 void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
-	int acc = fi->flags & O_ACCMODE;
 	const char *why;
 	struct node n;
 	struct fh *fh;
@@ -144,77 +236,34 @@ void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	rc = -ENOMEM;
-	fh = calloc(1, sizeof(*fh));
+	fh = fh_new(&n);
 	if (!fh)
 		goto out_put;
-	pthread_mutex_init(&fh->lock, NULL);
-	fh->kind = n.kind;
-	fh->sticky = UINT32_MAX;
-	fh->t = n.t;
-	n.t = NULL;
-	fh->writable = acc != O_RDONLY;
+	rc = fh_open(req, fh, &n, (fi->flags & O_ACCMODE) != O_RDONLY);
+	if (rc < 0)
+		goto out_free;
+	/*
+	 * Every file bypasses the kernel's page cache (docs/FILESYSTEM.md,
+	 * "Why direct_io"): a cached write lands at the offset the kernel
+	 * guesses, and a cached read that races with the file growing
+	 * leaves zeros in the last page. Reads of partitions are still
+	 * zero copy: spliced from the segment files.
+	 */
+	fi->direct_io = 1;
 	fi->nonseekable = 0;
-	switch (fh->kind) {
-	case K_STATUS:
-	case K_METRICS:
-		fh->opener = fuse_req_ctx(req)->pid;
-		fh->text = report_take(fs, fh->kind, fh->opener, &fh->text_len);
-		if (!fh->text)
-			goto out_free;
-		fi->direct_io = 1;
-		break;
-	case K_PART:
-	case K_VIEW:
-		fh->p = topic_part(fh->t, n.part);
-		if (log_cursor_new(part_log(fh->p), &fh->cur) < 0)
-			goto out_free;
-		fh->bv = malloc(sizeof(struct fuse_bufvec) +
-				READ_EXTENTS_MAX * sizeof(struct fuse_buf));
-		if (!fh->bv)
-			goto out_free;
-		fh->base = fh->kind == K_VIEW ? n.view_start : 0;
-		/*
-		 * Partition files bypass the kernel's page cache (see
-		 * docs/FILESYSTEM.md, "Why direct_io"): a cached write lands
-		 * at the offset the kernel guesses, and a cached read that
-		 * races with the file growing leaves zeros in the last page.
-		 * Reads are still zero copy: spliced from the segment files.
-		 */
-		fi->direct_io = 1;
-		break;
-	case K_PRODUCE:
-		fh->p = NULL;
-		fi->direct_io = 1;
-		break;
-	case K_GROUP:
-		fh->mread = malloc(sizeof(*fh->mread));
-		fh->bv = malloc(sizeof(struct fuse_bufvec) +
-				MEMBER_EXTENTS_MAX * sizeof(struct fuse_buf));
-		if (!fh->mread || !fh->bv)
-			goto out_free;
-		rc = member_join(n.g, fuse_req_ctx(req)->pid, &fh->member);
-		if (rc < 0)
-			goto out_free_rc;
-		fi->direct_io = 1;
-		break;
-	}
-	pthread_mutex_lock(&fs->lock);
-	fh->next = fs->open_files;
-	if (fs->open_files)
-		fs->open_files->prev = fh;
-	fs->open_files = fh;
-	pthread_mutex_unlock(&fs->lock);
+	fs_add_open(fs, fh);
 	fi->fh = (uint64_t)(uintptr_t)fh;
 	if (fuse_reply_open(req, fi) == -ENOENT) {
-		/* The open was interrupted: undo it. */
+		/* The open was interrupted and the kernel will send no
+		 * release: undo it whole. */
+		fs_remove_open(fs, fh);
+		fh_free(fh);
 		fi->fh = 0;
 	}
 	node_put(&n);
 	return;
 
 out_free:
-	rc = -ENOMEM;
-out_free_rc:
 	fh_free(fh);
 out_put:
 	node_put(&n);
@@ -230,29 +279,33 @@ struct fh *fh_of(struct fuse_file_info *fi)
 void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fh *fh = fh_of(fi);
-	bool mine;
+	struct writer *w = fh_writer(fh);
+	bool mine = false;
 
 	(void)ino;
-	pthread_mutex_lock(&fh->lock);
-	mine = fh->owner == fi->lock_owner;
-	pthread_mutex_unlock(&fh->lock);
-	fuse_reply_err(req, fh->writable && mine ? -fh_flush_partial(fh) : 0);
+	if (w) {
+		pthread_mutex_lock(&fh->lock);
+		mine = w->owner == fi->lock_owner;
+		pthread_mutex_unlock(&fh->lock);
+	}
+	fuse_reply_err(req, mine ? -writer_flush(fh) : 0);
 }
 
 void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
-		     struct fuse_file_info *fi)
+	      struct fuse_file_info *fi)
 {
 	struct fh *fh = fh_of(fi);
+	struct part_fh *pf = fh_part(fh);
 	int rc = 0;
 
 	(void)ino;
 	(void)datasync;
-	if (fh->writable)
-		rc = fh_flush_partial(fh);
-	if (fh->member) {
-		rc = member_commit(fh->member);
-	} else if (rc == 0 && fh->p) {
-		rc = part_sync(fh->p);
+	if (fh_writer(fh))
+		rc = writer_flush(fh);
+	if (fh_member(fh)) {
+		rc = member_commit(fh_member(fh)->member);
+	} else if (rc == 0 && pf) {
+		rc = part_sync(pf->r.p);
 	} else if (rc == 0 && fh->kind == K_PRODUCE) {
 		for (uint32_t p = 0; rc == 0 && p < topic_partitions(fh->t); p++)
 			rc = part_sync(topic_part(fh->t, p));
@@ -260,28 +313,20 @@ void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 	fuse_reply_err(req, -rc);
 }
 
-void op_release(fuse_req_t req, fuse_ino_t ino,
-		       struct fuse_file_info *fi)
+void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct fs *fs = fs_of(req);
 	struct fh *fh = fh_of(fi);
+	struct part_fh *pf = fh_part(fh);
 
 	(void)ino;
-	if (fh->writable)
-		fh_flush_partial(fh);
-	if (fh->cur) {
+	if (fh_writer(fh))
+		writer_flush(fh);
+	if (pf) {
 		pthread_mutex_lock(&fh->lock);
-		fh_count_out(fh);
+		reader_count_out(&pf->r);
 		pthread_mutex_unlock(&fh->lock);
 	}
-	pthread_mutex_lock(&fs->lock);
-	if (fh->prev)
-		fh->prev->next = fh->next;
-	else
-		fs->open_files = fh->next;
-	if (fh->next)
-		fh->next->prev = fh->prev;
-	pthread_mutex_unlock(&fs->lock);
+	fs_remove_open(fs_of(req), fh);
 	fh_free(fh);
 	fuse_reply_err(req, 0);
 }
@@ -290,29 +335,30 @@ void fs_flush_open_files(struct fs *fs)
 {
 	pthread_mutex_lock(&fs->lock);
 	for (struct fh *fh = fs->open_files; fh; fh = fh->next) {
-		if (fh->writable)
-			fh_flush_partial(fh);
+		if (fh_writer(fh))
+			writer_flush(fh);
 	}
 	pthread_mutex_unlock(&fs->lock);
 }
 
 /* ---- reading ------------------------------------------------------------ */
 
-static void read_text(fuse_req_t req, struct fh *fh, size_t size, off_t off)
+static void read_text(fuse_req_t req, struct report_fh *rf, size_t size,
+		      off_t off)
 {
-	if ((size_t)off >= fh->text_len)
+	if ((size_t)off >= rf->len)
 		size = 0;
-	else if (size > fh->text_len - (size_t)off)
-		size = fh->text_len - (size_t)off;
-	fuse_reply_buf(req, fh->text + (size ? off : 0), size);
+	else if (size > rf->len - (size_t)off)
+		size = rf->len - (size_t)off;
+	fuse_reply_buf(req, rf->text + (size ? off : 0), size);
 }
 
 /* Reply to a read with extents: fd ranges are spliced, memory copied. */
-static void reply_extents(fuse_req_t req, struct fh *fh,
+static void reply_extents(fuse_req_t req, struct fuse_bufvec *bv,
 			  const struct log_extent *ext, unsigned n)
 {
 	for (unsigned i = 0; i < n; i++) {
-		struct fuse_buf *b = &fh->bv->buf[i];
+		struct fuse_buf *b = &bv->buf[i];
 		memset(b, 0, sizeof(*b));
 		b->size = ext[i].len;
 		if (ext[i].mem) {
@@ -323,57 +369,44 @@ static void reply_extents(fuse_req_t req, struct fh *fh,
 			b->pos = (off_t)ext[i].off;
 		}
 	}
-	fh->bv->count = n;
-	fh->bv->idx = 0;
-	fh->bv->off = 0;
+	bv->count = n;
+	bv->idx = 0;
+	bv->off = 0;
 	if (n == 0)
 		fuse_reply_buf(req, NULL, 0);
 	else
-		fuse_reply_data(req, fh->bv, FUSE_BUF_SPLICE_MOVE);
+		fuse_reply_data(req, bv, FUSE_BUF_SPLICE_MOVE);
 }
 
 /* A group member's read: the next whole records of its partitions. */
-static void read_member(fuse_req_t req, struct fh *fh, size_t size)
+static void read_member(fuse_req_t req, struct member_fh *mf, size_t size)
 {
-	struct member_read *r = fh->mread;
+	struct member_read *r = mf->mread;
 	ssize_t got;
 
-	pthread_mutex_lock(&fh->lock);
-	got = member_read(fh->member, size, r);
+	pthread_mutex_lock(&mf->fh.lock);
+	got = member_read(mf->member, size, r);
 	if (got < 0)
 		fuse_reply_err(req, (int)-got);
 	else
-		reply_extents(req, fh, r->ext, got ? r->n : 0);
-	pthread_mutex_unlock(&fh->lock);
+		reply_extents(req, mf->bv, r->ext, got ? r->n : 0);
+	pthread_mutex_unlock(&mf->fh.lock);
 }
 
-void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		    struct fuse_file_info *fi)
+/* A read of a partition file or view at file offset off. */
+static void read_part(fuse_req_t req, struct part_fh *pf, size_t size,
+		      off_t off)
 {
-	struct fh *fh = fh_of(fi);
+	struct reader *r = &pf->r;
 	struct log_extent ext[READ_EXTENTS_MAX];
 	uint64_t want, pos;
 	unsigned n = 0;
 	ssize_t got;
-	char where[300];
 
-	(void)ino;
-	if (fh->text) {
-		read_text(req, fh, size, off);
-		return;
-	}
-	if (fh->member) {
-		read_member(req, fh, size);
-		return;
-	}
-	if (!fh->cur) {
-		fuse_reply_err(req, EBADF);
-		return;
-	}
-	pthread_mutex_lock(&fh->lock);
-	want = fh->base + fh->skew + (uint64_t)off;
+	pthread_mutex_lock(&pf->fh.lock);
+	want = r->base + r->skew + (uint64_t)off;
 	pos = want;
-	got = log_read(fh->cur, &pos, size, ext, READ_EXTENTS_MAX, &n);
+	got = log_read(r->cur, &pos, size, ext, READ_EXTENTS_MAX, &n);
 	/*
 	 * A read that stopped early although more is there (one
 	 * decompressed batch per call, or more segments than extents) is
@@ -381,13 +414,13 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	 */
 	if (got > 0 && (size_t)got < size &&
 	    (ext[0].mem || n == READ_EXTENTS_MAX)) {
-		if (grow(&fh->copy, &fh->copy_cap, size, 1) < 0) {
+		if (grow(&r->copy, &r->copy_cap, size, 1) < 0) {
 			got = -ENOMEM;
 		} else {
 			pos = want;
-			got = log_read_copy(fh->cur, &pos, fh->copy, size);
+			got = log_read_copy(r->cur, &pos, r->copy, size);
 			if (got > 0) {
-				ext[0] = (struct log_extent){ .mem = fh->copy,
+				ext[0] = (struct log_extent){ .mem = r->copy,
 							      .len = (size_t)got };
 				n = 1;
 			}
@@ -397,30 +430,51 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		/* Retention removed the bytes asked for: the file offsets of
 		 * this open file shift so that reading goes on at the log
 		 * start. */
-		fh->skew += pos - want;
+		r->skew += pos - want;
 	}
 	if (got < 0) {
-		pthread_mutex_unlock(&fh->lock);
-		if (got == -EIO)
+		pthread_mutex_unlock(&pf->fh.lock);
+		if (got == -EIO) {
+			char where[300];
+			struct node nd = { .kind = pf->fh.kind, .t = pf->fh.t,
+					   .part = part_index(r->p) };
 			msg(LOG_ERR, "%s: read at position %" PRIu64 ": stored "
 			    "bytes failed their checksum",
-			    fh_where(fh, where, sizeof(where)), want);
+			    node_where(&nd, where, sizeof(where)), want);
+		}
 		fuse_reply_err(req, (int)-got);
 		return;
 	}
 	if (got > 0)
-		fh_note_out(fh, pos, pos + (uint64_t)got);
-	reply_extents(req, fh, ext, n);
-	pthread_mutex_unlock(&fh->lock);
+		reader_note_out(r, pos, pos + (uint64_t)got);
+	reply_extents(req, r->bv, ext, n);
+	pthread_mutex_unlock(&pf->fh.lock);
+}
+
+void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+	     struct fuse_file_info *fi)
+{
+	struct fh *fh = fh_of(fi);
+
+	(void)ino;
+	if (fh_report(fh))
+		read_text(req, fh_report(fh), size, off);
+	else if (fh_member(fh))
+		read_member(req, fh_member(fh), size);
+	else if (fh_part(fh))
+		read_part(req, fh_part(fh), size, off);
+	else
+		fuse_reply_err(req, EBADF);
 }
 
 /* ---- ioctl -------------------------------------------------------------- */
 
 void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd,
-		     void *arg, struct fuse_file_info *fi, unsigned flags,
-		     const void *in_buf, size_t in_bufsz, size_t out_bufsz)
+	      void *arg, struct fuse_file_info *fi, unsigned flags,
+	      const void *in_buf, size_t in_bufsz, size_t out_bufsz)
 {
 	struct fh *fh = fh_of(fi);
+	struct writer *wr = fh_writer(fh);
 	struct topicfs_last_write w;
 
 	(void)ino;
@@ -431,13 +485,12 @@ void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd,
 		fuse_reply_err(req, ENOTTY);
 		return;
 	}
-	if (cmd != TOPICFS_IOC_LAST_WRITE || out_bufsz < sizeof(w) ||
-	    (fh->kind != K_PART && fh->kind != K_PRODUCE)) {
+	if (cmd != TOPICFS_IOC_LAST_WRITE || out_bufsz < sizeof(w) || !wr) {
 		fuse_reply_err(req, ENOTTY);
 		return;
 	}
 	pthread_mutex_lock(&fh->lock);
-	w = fh->last;
+	w = wr->last;
 	pthread_mutex_unlock(&fh->lock);
 	fuse_reply_ioctl(req, 0, &w, sizeof(w));
 }

@@ -455,10 +455,10 @@ static void count_open_reads(struct fs *fs)
 {
 	pthread_mutex_lock(&fs->lock);
 	for (struct fh *fh = fs->open_files; fh; fh = fh->next) {
-		if (!fh->cur)
+		if (!fh_part(fh))
 			continue;
 		pthread_mutex_lock(&fh->lock);
-		fh_count_out(fh);
+		reader_count_out(&fh_part(fh)->r);
 		pthread_mutex_unlock(&fh->lock);
 	}
 	pthread_mutex_unlock(&fs->lock);
@@ -574,9 +574,10 @@ void report_stat(fuse_req_t req, const struct node *n,
 		return;
 	pthread_mutex_lock(&fs->lock);
 	for (struct fh *fh = fs->open_files; fh && !open; fh = fh->next) {
-		open = fh->text && fh->kind == n->kind && fh->opener == pid;
+		struct report_fh *rf = fh_report(fh);
+		open = rf && fh->kind == n->kind && rf->opener == pid;
 		if (open)
-			st->st_size = (off_t)fh->text_len;
+			st->st_size = (off_t)rf->len;
 	}
 	pthread_mutex_unlock(&fs->lock);
 	if (open)

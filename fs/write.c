@@ -20,10 +20,10 @@
 
 /* ---- writing ------------------------------------------------------------ */
 
-const char *fh_where(const struct fh *fh, char *buf, size_t size)
+const char *writer_where(const struct writer *w, char *buf, size_t size)
 {
-	struct node n = { .kind = fh->kind, .t = fh->t,
-			  .part = fh->p ? part_index(fh->p) : 0 };
+	struct node n = { .kind = w->p ? K_PART : K_PRODUCE, .t = w->t,
+			  .part = w->p ? part_index(w->p) : 0 };
 
 	return node_where(&n, buf, size);
 }
@@ -40,11 +40,11 @@ struct too_long {
 
 /*
  * Cut data (len bytes) into records by the topic's framing, adding their
- * lengths to fh->lens; *used gets the bytes of whole records (the rest
+ * lengths to w->lens; *used gets the bytes of whole records (the rest
  * is an incomplete record). -EMSGSIZE if a record (or the incomplete
  * rest) exceeds max.message.bytes, with *tl saying whether it ends here.
  */
-static int fh_frame(struct fh *fh, const struct topic_config *cfg,
+static int writer_frame(struct writer *w, const struct topic_config *cfg,
 		    const uint8_t *data, size_t len, size_t *used,
 		    struct too_long *tl)
 {
@@ -52,8 +52,8 @@ static int fh_frame(struct fh *fh, const struct topic_config *cfg,
 	int rc;
 
 	rc = cfg->framing == FRAMING_LINES ?
-	     frame_lines(&fh->lens, max, data, len, &at) :
-	     frame_binary(&fh->lens, max, data, len, &at);
+	     frame_lines(&w->lens, max, data, len, &at) :
+	     frame_binary(&w->lens, max, data, len, &at);
 	if (rc == -EMSGSIZE && cfg->framing == FRAMING_BINARY) {
 		/* frame_binary stopped at the bad frame's length field. */
 		uint64_t rec = frame_size(data + at);
@@ -98,13 +98,13 @@ static bool record_key(const struct topic_config *cfg, const uint8_t *rec,
 	return false;
 }
 
-static void fh_note(struct fh *fh, uint32_t part,
+static void writer_note(struct writer *w, uint32_t part,
 		    const struct log_append_info *info)
 {
-	fh->last.base_offset = info->base_offset;
-	fh->last.end_offset = info->end_offset;
-	fh->last.partition = part;
-	fh->last.records = (uint32_t)(info->end_offset - info->base_offset);
+	w->last.base_offset = info->base_offset;
+	w->last.end_offset = info->end_offset;
+	w->last.partition = part;
+	w->last.records = (uint32_t)(info->end_offset - info->base_offset);
 }
 
 /*
@@ -113,28 +113,28 @@ static void fh_note(struct fh *fh, uint32_t part,
  * keeping each partition's records in order. Each partition gets its
  * records as pieces of data, one per run of neighbours going to it. The
  * kernel cuts a write() larger than max_write into requests; op_write
- * keeps fh->sticky across them.
+ * keeps w->sticky across them.
  */
-static int fh_route(struct fh *fh, const struct topic_config *cfg,
+static int writer_route(struct writer *w, const struct topic_config *cfg,
 		    const uint8_t *data)
 {
-	uint32_t n = fh->lens.n;
-	uint32_t nparts = topic_partitions(fh->t);
+	uint32_t n = w->lens.n;
+	uint32_t nparts = topic_partitions(w->t);
 	uint32_t *counts, *lens;
 	struct iovec *runs;
 	int rc = 0;
 
-	if (grow(&fh->route, &fh->rcap, n, sizeof(*fh->route)) < 0)
+	if (grow(&w->route, &w->rcap, n, sizeof(*w->route)) < 0)
 		return -ENOMEM;
-	for (uint32_t i = 0, at = 0; i < n; at += fh->lens.v[i], i++) {
+	for (uint32_t i = 0, at = 0; i < n; at += w->lens.v[i], i++) {
 		const uint8_t *key;
 		size_t klen;
-		if (record_key(cfg, data + at, fh->lens.v[i], &key, &klen)) {
-			fh->route[i] = partition_for_key(key, klen, nparts);
+		if (record_key(cfg, data + at, w->lens.v[i], &key, &klen)) {
+			w->route[i] = partition_for_key(key, klen, nparts);
 		} else {
-			if (fh->sticky == UINT32_MAX)
-				fh->sticky = topic_next_sticky(fh->t);
-			fh->route[i] = fh->sticky;
+			if (w->sticky == UINT32_MAX)
+				w->sticky = topic_next_sticky(w->t);
+			w->route[i] = w->sticky;
 		}
 	}
 	counts = calloc(nparts, sizeof(*counts));
@@ -143,7 +143,7 @@ static int fh_route(struct fh *fh, const struct topic_config *cfg,
 	if (!counts || !runs || !lens)
 		rc = -ENOMEM;
 	for (uint32_t i = 0; rc == 0 && i < n; i++)
-		counts[fh->route[i]]++;
+		counts[w->route[i]]++;
 	/* One partition at a time, in partition order. */
 	for (uint32_t p = 0; rc == 0 && p < nparts; p++) {
 		struct log_append_info info;
@@ -152,21 +152,21 @@ static int fh_route(struct fh *fh, const struct topic_config *cfg,
 
 		if (counts[p] == 0)
 			continue;
-		for (uint32_t i = 0, at = 0; i < n; at += fh->lens.v[i], i++) {
-			if (fh->route[i] != p)
+		for (uint32_t i = 0, at = 0; i < n; at += w->lens.v[i], i++) {
+			if (w->route[i] != p)
 				continue;
 			if (nruns > 0 && (const uint8_t *)runs[nruns - 1].iov_base +
 					 runs[nruns - 1].iov_len == data + at)
-				runs[nruns - 1].iov_len += fh->lens.v[i];
+				runs[nruns - 1].iov_len += w->lens.v[i];
 			else
 				runs[nruns++] = (struct iovec){
-					(void *)(data + at), fh->lens.v[i] };
-			lens[k++] = fh->lens.v[i];
+					(void *)(data + at), w->lens.v[i] };
+			lens[k++] = w->lens.v[i];
 		}
-		rc = part_produce(topic_part(fh->t, p), runs, nruns, lens, k,
+		rc = part_produce(topic_part(w->t, p), runs, nruns, lens, k,
 				  &info);
 		if (rc == 0)
-			fh_note(fh, p, &info);
+			writer_note(w, p, &info);
 	}
 	free(lens);
 	free(runs);
@@ -174,40 +174,40 @@ static int fh_route(struct fh *fh, const struct topic_config *cfg,
 	return rc;
 }
 
-/* Append the records of fh->lens, whose bytes lie in the pieces iov. */
-static int fh_write_records(struct fh *fh, const struct topic_config *cfg,
+/* Append the records of w->lens, whose bytes lie in the pieces iov. */
+static int writer_put(struct writer *w, const struct topic_config *cfg,
 			    const struct iovec *iov, int iovcnt)
 {
 	struct log_append_info info;
 	const uint8_t *data = iov[0].iov_base;
 	int rc;
 
-	if (fh->kind != K_PRODUCE) {
-		rc = part_produce(fh->p, iov, iovcnt, fh->lens.v, fh->lens.n,
+	if (w->p) {
+		rc = part_produce(w->p, iov, iovcnt, w->lens.v, w->lens.n,
 				  &info);
 		if (rc == 0)
-			fh_note(fh, part_index(fh->p), &info);
+			writer_note(w, part_index(w->p), &info);
 		return rc;
 	}
 	if (iovcnt > 1) { /* keys are looked for in whole records */
 		size_t len = 0;
 		for (int i = 0; i < iovcnt; i++)
 			len += iov[i].iov_len;
-		if (grow(&fh->scratch, &fh->scap, len, 1) < 0)
+		if (grow(&w->scratch, &w->scap, len, 1) < 0)
 			return -ENOMEM;
 		for (int i = 0, at = 0; i < iovcnt; at += iov[i].iov_len, i++)
-			memcpy(fh->scratch + at, iov[i].iov_base, iov[i].iov_len);
-		data = fh->scratch;
+			memcpy(w->scratch + at, iov[i].iov_base, iov[i].iov_len);
+		data = w->scratch;
 	}
-	return fh_route(fh, cfg, data);
+	return writer_route(w, cfg, data);
 }
 
 /*
- * How many bytes of buf (*take) complete the partial record that fh holds
- * (fh->plen > 0), and whether they do (*done; if not, all of buf is part
- * of it). -EMSGSIZE if it exceeds max.message.bytes (*tl as fh_frame's).
+ * How many bytes of buf (*take) complete the partial record that w holds
+ * (w->plen > 0), and whether they do (*done; if not, all of buf is part
+ * of it). -EMSGSIZE if it exceeds max.message.bytes (*tl as writer_frame's).
  */
-static int fh_complete(const struct fh *fh, const struct topic_config *cfg,
+static int writer_complete(const struct writer *w, const struct topic_config *cfg,
 		       const uint8_t *buf, size_t size, size_t *take,
 		       bool *done, struct too_long *tl)
 {
@@ -220,11 +220,11 @@ static int fh_complete(const struct fh *fh, const struct topic_config *cfg,
 		*done = nl != NULL;
 		*take = nl ? (size_t)(nl - buf) + 1 : size;
 		*tl = (struct too_long){ .open = !*done };
-		return fh->plen + *take > max ? -EMSGSIZE : 0;
+		return w->plen + *take > max ? -EMSGSIZE : 0;
 	}
 	/* Binary: the 4-byte length itself may be cut. */
-	for (; have < 4 && have < fh->plen; have++)
-		h[have] = fh->partial[have];
+	for (; have < 4 && have < w->plen; have++)
+		h[have] = w->partial[have];
 	for (size_t i = 0; have < 4 && i < size; i++)
 		h[have++] = buf[i];
 	if (have < 4) {
@@ -233,10 +233,10 @@ static int fh_complete(const struct fh *fh, const struct topic_config *cfg,
 		return 0;
 	}
 	rec = frame_size(h);
-	*done = fh->plen + size >= rec;
-	*take = *done ? rec - fh->plen : size;
+	*done = w->plen + size >= rec;
+	*take = *done ? rec - w->plen : size;
 	*tl = (struct too_long){ .open = !*done,
-				 .left = *done ? 0 : rec - fh->plen - size };
+				 .left = *done ? 0 : rec - w->plen - size };
 	return rec - 4 > max ? -EMSGSIZE : 0;
 }
 
@@ -248,31 +248,31 @@ static int fh_complete(const struct fh *fh, const struct topic_config *cfg,
  * fails the whole write() and never sends the rest of it, so the
  * writer's next write() starts a new record.
  */
-static int fh_discard(struct fh *fh, const struct topic_config *cfg,
+static int writer_discard(struct writer *w, const struct topic_config *cfg,
 		      const uint8_t *buf, size_t size, bool first)
 {
 	if (first) {
-		fh->discarding = false;
+		w->discarding = false;
 	} else if (cfg->framing == FRAMING_LINES) {
 		if (memchr(buf, '\n', size))
-			fh->discarding = false;
-	} else if (size >= fh->discard_left) {
-		fh->discarding = false;
+			w->discarding = false;
+	} else if (size >= w->discard_left) {
+		w->discarding = false;
 	} else {
-		fh->discard_left -= size;
+		w->discard_left -= size;
 	}
 	return -EMSGSIZE;
 }
 
 /* Keep len bytes at data after the partial record. */
-static int fh_keep(struct fh *fh, const uint8_t *data, size_t len)
+static int writer_keep(struct writer *w, const uint8_t *data, size_t len)
 {
 	if (len == 0)
 		return 0;
-	if (grow(&fh->partial, &fh->pcap, fh->plen + len, 1) < 0)
+	if (grow(&w->partial, &w->pcap, w->plen + len, 1) < 0)
 		return -ENOMEM;
-	memcpy(fh->partial + fh->plen, data, len);
-	fh->plen += len;
+	memcpy(w->partial + w->plen, data, len);
+	w->plen += len;
 	return 0;
 }
 
@@ -284,7 +284,7 @@ static int fh_keep(struct fh *fh, const uint8_t *data, size_t len)
  * was accepted (the kernel cut it); piece: this one is nearly max_write,
  * so the write() may go on in another request.
  */
-static int fh_append(struct fh *fh, const uint8_t *buf, size_t size,
+static int writer_append(struct writer *w, const uint8_t *buf, size_t size,
 		     bool continues, bool piece)
 {
 	struct topic_config cfg;
@@ -294,24 +294,24 @@ static int fh_append(struct fh *fh, const uint8_t *buf, size_t size,
 	bool done;
 	int rc = 0;
 
-	topic_config(fh->t, &cfg);
-	if (fh->discarding)
-		return fh_discard(fh, &cfg, buf, size, !continues && piece);
-	fh->lens.n = 0;
-	if (fh->plen > 0) {
-		rc = fh_complete(fh, &cfg, buf, size, &take, &done, &tl);
+	topic_config(w->t, &cfg);
+	if (w->discarding)
+		return writer_discard(w, &cfg, buf, size, !continues && piece);
+	w->lens.n = 0;
+	if (w->plen > 0) {
+		rc = writer_complete(w, &cfg, buf, size, &take, &done, &tl);
 		if (rc == 0 && !done)
-			return fh_keep(fh, buf, size);
+			return writer_keep(w, buf, size);
 		if (rc == 0)
-			rc = frame_add(&fh->lens, fh->plen + take, SIZE_MAX);
+			rc = frame_add(&w->lens, w->plen + take, SIZE_MAX);
 	}
 	if (rc == 0)
-		rc = fh_frame(fh, &cfg, buf + take, size - take, &used, &tl);
-	if (rc == 0 && fh->lens.n > 0) {
-		iov[0] = (struct iovec){ fh->partial, fh->plen };
+		rc = writer_frame(w, &cfg, buf + take, size - take, &used, &tl);
+	if (rc == 0 && w->lens.n > 0) {
+		iov[0] = (struct iovec){ w->partial, w->plen };
 		iov[1] = (struct iovec){ (void *)buf, take + used };
-		rc = fh->plen > 0 ? fh_write_records(fh, &cfg, iov, 2)
-				  : fh_write_records(fh, &cfg, iov + 1, 1);
+		rc = w->plen > 0 ? writer_put(w, &cfg, iov, 2)
+				  : writer_put(w, &cfg, iov + 1, 1);
 	}
 	if (rc < 0) {
 		/*
@@ -325,40 +325,41 @@ static int fh_append(struct fh *fh, const uint8_t *buf, size_t size,
 		 * before this write, which is refused whole.
 		 */
 		if (rc == -EMSGSIZE || rc == -EINVAL)
-			fh->plen = 0;
+			w->plen = 0;
 		if (rc == -EMSGSIZE && tl.open && (continues || !piece)) {
-			fh->discarding = true;
-			fh->discard_left = tl.left;
+			w->discarding = true;
+			w->discard_left = tl.left;
 		}
 		return rc;
 	}
-	fh->plen = 0; /* if it was not empty, it is a record now */
-	return fh_keep(fh, buf + take + used, size - take - used);
+	w->plen = 0; /* if it was not empty, it is a record now */
+	return writer_keep(w, buf + take + used, size - take - used);
 }
 
 /* The partial record as a record of its own: a last line without its
  * newline; a binary frame cut short is malformed (-EINVAL) and dropped. */
-static int fh_append_partial(struct fh *fh)
+static int writer_append_partial(struct writer *w)
 {
 	struct topic_config cfg;
-	struct iovec iov = { fh->partial, fh->plen };
+	struct iovec iov = { w->partial, w->plen };
 	int rc;
 
-	topic_config(fh->t, &cfg);
-	fh->lens.n = 0;
+	topic_config(w->t, &cfg);
+	w->lens.n = 0;
 	rc = cfg.framing == FRAMING_BINARY ? -EINVAL :
-	     frame_add(&fh->lens, fh->plen, cfg.max_message_bytes);
+	     frame_add(&w->lens, w->plen, cfg.max_message_bytes);
 	if (rc == 0)
-		rc = fh_write_records(fh, &cfg, &iov, 1);
+		rc = writer_put(w, &cfg, &iov, 1);
 	if (rc == 0 || rc == -EMSGSIZE || rc == -EINVAL)
-		fh->plen = 0;
+		w->plen = 0;
 	return rc;
 }
 
 void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
-		     size_t size, off_t off, struct fuse_file_info *fi)
+	      size_t size, off_t off, struct fuse_file_info *fi)
 {
 	struct fh *fh = fh_of(fi);
+	struct writer *w = fh_writer(fh);
 	char where[300];
 	int rc;
 
@@ -369,18 +370,18 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		return;
 	}
 	pthread_mutex_lock(&fh->lock);
-	fh->owner = fi->lock_owner;
-	rc = topic_deleted(fh->t) ? -ENOENT :
-	     fh_append(fh, (const uint8_t *)buf, size, fh->last_piece,
-		       size >= WRITE_PIECE_MIN);
-	fh->last_piece = rc == 0 && size >= WRITE_PIECE_MIN;
+	w->owner = fi->lock_owner;
+	rc = topic_deleted(w->t) ? -ENOENT :
+	     writer_append(w, (const uint8_t *)buf, size, w->last_piece,
+			   size >= WRITE_PIECE_MIN);
+	w->last_piece = rc == 0 && size >= WRITE_PIECE_MIN;
 	/* A shorter request ends its write(): the next one rotates. */
 	if (size < WRITE_PIECE_MIN || rc < 0)
-		fh->sticky = UINT32_MAX;
+		w->sticky = UINT32_MAX;
 	pthread_mutex_unlock(&fh->lock);
 	if (rc < 0) {
 		msg(LOG_WARNING, "%s: write of %zu bytes refused: %s",
-		    fh_where(fh, where, sizeof(where)), size,
+		    writer_where(w, where, sizeof(where)), size,
 		    rc == -EMSGSIZE ? "a record exceeds max.message.bytes" :
 		    rc == -ENOENT ? "the topic was deleted" : strerror(-rc));
 		fuse_reply_err(req, -rc);
@@ -390,33 +391,36 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 }
 
 /* The partial last record becomes a record (close, fsync, unmount). */
-int fh_flush_partial(struct fh *fh)
+int writer_flush(struct fh *fh)
 {
+	struct writer *w = fh_writer(fh);
 	char where[300];
 	int rc = 0;
 
 	pthread_mutex_lock(&fh->lock);
-	if (fh->discarding) {
+	if (w->discarding) {
 		/* The last record was refused as too long and its end never
 		 * came: close() and fsync() say so too. */
-		fh->discarding = false;
+		w->discarding = false;
 		rc = -EMSGSIZE;
-	} else if (fh->plen > 0) {
-		rc = fh_append_partial(fh);
+	} else if (w->plen > 0) {
+		rc = writer_append_partial(w);
 	}
 	pthread_mutex_unlock(&fh->lock);
 	if (rc < 0)
 		msg(LOG_WARNING, "%s: incomplete record at close dropped: %s",
-		    fh_where(fh, where, sizeof(where)),
+		    writer_where(w, where, sizeof(where)),
 		    rc == -EINVAL ? "binary frame cut short" :
 		    rc == -EMSGSIZE ? "it exceeds max.message.bytes" :
 		    strerror(-rc));
 	return rc;
 }
 
-/*
- * close() of a descriptor. The partial last line becomes a record when the
- * process that wrote it closes its descriptor; not when another process
- * closes a copy (a child closing inherited descriptors at exec), which
- * would cut the line in two. The last close (release) flushes in any case.
- */
+/* Free what a writer holds. */
+void writer_release(struct writer *w)
+{
+	free(w->partial);
+	free(w->scratch);
+	frame_lens_free(&w->lens);
+	free(w->route);
+}
