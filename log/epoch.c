@@ -90,6 +90,10 @@ bool epoch_assign(struct epoch_cache *c, uint32_t epoch, uint64_t start)
 {
 	if (c->n && c->e[c->n - 1].epoch >= epoch)
 		return false;
+	/* An epoch that wrote nothing is replaced (Kafka drops the entries
+	 * a new one does not follow: maybeTruncateNonMonotonicEntries). */
+	while (c->n && c->e[c->n - 1].start >= start)
+		c->n--;
 	if (c->n == EPOCH_ENTRIES_MAX) {
 		memmove(c->e, c->e + 1, (c->n - 1) * sizeof(c->e[0]));
 		c->n--;
@@ -123,16 +127,25 @@ bool epoch_truncate_start(struct epoch_cache *c, uint64_t start)
 	return true;
 }
 
-int epoch_end_offset(const struct epoch_cache *c, uint32_t epoch,
-		     uint64_t leo, uint32_t *found, uint64_t *end)
+/* Kafka's LeaderEpochFileCache.endOffsetFor, case by case (see log.h). */
+void epoch_end_offset(const struct epoch_cache *c, uint32_t epoch,
+		      uint64_t leo, uint32_t *found, uint64_t *end)
 {
-	uint32_t i;
+	uint32_t hi = 0; /* the first entry with a larger epoch */
 
-	if (c->n == 0 || epoch < c->e[0].epoch)
-		return -ERANGE;
-	for (i = 0; i + 1 < c->n && c->e[i + 1].epoch <= epoch; i++)
-		;
-	*found = c->e[i].epoch;
-	*end = i + 1 < c->n ? c->e[i + 1].start : leo;
-	return 0;
+	*found = EPOCH_UNDEFINED;
+	*end = EPOCH_OFFSET_UNDEFINED;
+	if (epoch == EPOCH_UNDEFINED || c->n == 0)
+		return;
+	if (c->e[c->n - 1].epoch == epoch) {
+		*found = epoch;
+		*end = leo;
+		return;
+	}
+	while (hi < c->n && c->e[hi].epoch <= epoch)
+		hi++;
+	if (hi == c->n)
+		return; /* newer than every entry */
+	*found = hi == 0 ? epoch : c->e[hi - 1].epoch;
+	*end = c->e[hi].start;
 }

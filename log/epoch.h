@@ -33,7 +33,11 @@ struct epoch_cache {
 int epoch_load(struct epoch_cache *c, int dir_fd);
 int epoch_save(const struct epoch_cache *c, int dir_fd);
 
-/* Record that epoch starts at offset; false if nothing changed. */
+/*
+ * Record that epoch starts at offset; false if nothing changed (epoch not
+ * above the newest). Entries starting at or past offset are dropped
+ * first: an epoch that wrote nothing is replaced by the next one.
+ */
 bool epoch_assign(struct epoch_cache *c, uint32_t epoch, uint64_t start);
 
 /* Drop entries starting at or after end (log truncated to end). */
@@ -42,9 +46,13 @@ bool epoch_truncate_end(struct epoch_cache *c, uint64_t end);
 /* Log start moved to start: older entries collapse into one at start. */
 bool epoch_truncate_start(struct epoch_cache *c, uint64_t start);
 
-/* See log_epoch_end in log.h. */
-int epoch_end_offset(const struct epoch_cache *c, uint32_t epoch,
-		     uint64_t leo, uint32_t *found, uint64_t *end);
+/* Kafka's UNDEFINED_EPOCH and UNDEFINED_EPOCH_OFFSET (log.h repeats). */
+#define EPOCH_UNDEFINED UINT32_MAX
+#define EPOCH_OFFSET_UNDEFINED UINT64_MAX
+
+/* See log_epoch_end in log.h: leo is the log end offset. */
+void epoch_end_offset(const struct epoch_cache *c, uint32_t epoch,
+		      uint64_t leo, uint32_t *found, uint64_t *end);
 
 static inline uint32_t epoch_latest(const struct epoch_cache *c)
 {

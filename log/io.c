@@ -15,6 +15,13 @@
 static atomic_int io_fault_op;
 static atomic_int io_fault_left;
 static atomic_int io_fault_err;
+/* Syncs made, for io_sync_count. */
+static _Atomic uint64_t io_syncs;
+
+uint64_t io_sync_count(void)
+{
+	return atomic_load_explicit(&io_syncs, memory_order_relaxed);
+}
 
 void io_fault_inject(int op, int countdown, int err)
 {
@@ -121,6 +128,7 @@ int io_fsync(int fd)
 {
 	int rc = io_fault(IO_FAULT_FSYNC);
 
+	atomic_fetch_add_explicit(&io_syncs, 1, memory_order_relaxed);
 	if (rc < 0)
 		return rc;
 	while (fsync(fd) < 0) {
@@ -134,6 +142,7 @@ int io_fdatasync(int fd)
 {
 	int rc = io_fault(IO_FAULT_FSYNC);
 
+	atomic_fetch_add_explicit(&io_syncs, 1, memory_order_relaxed);
 	if (rc < 0)
 		return rc;
 	while (fdatasync(fd) < 0) {
@@ -148,6 +157,52 @@ int io_ftruncate(int fd, uint64_t len)
 	while (ftruncate(fd, (off_t)len) < 0) {
 		if (errno != EINTR)
 			return -errno;
+	}
+	return 0;
+}
+
+/* Bytes copied through user space at a time when the kernel cannot. */
+#define IO_COPY_CHUNK_BYTES (256u << 10)
+
+static int io_copy_buffered(int out_fd, int in_fd, uint64_t done,
+			    uint64_t len)
+{
+	uint8_t *buf = malloc(IO_COPY_CHUNK_BYTES);
+	int rc = buf ? 0 : -ENOMEM;
+
+	while (rc == 0 && done < len) {
+		size_t n = len - done < IO_COPY_CHUNK_BYTES ?
+			   (size_t)(len - done) : IO_COPY_CHUNK_BYTES;
+		rc = io_pread_full(in_fd, buf, n, done);
+		if (rc == 0)
+			rc = io_pwrite_full(out_fd, buf, n, done);
+		done += n;
+	}
+	free(buf);
+	return rc;
+}
+
+int io_copy_range(int out_fd, int in_fd, uint64_t len)
+{
+	uint64_t done = 0;
+	int rc = io_fault(IO_FAULT_WRITE);
+
+	if (rc < 0)
+		return rc;
+	while (done < len) {
+		loff_t in_off = (loff_t)done, out_off = (loff_t)done;
+		ssize_t n = copy_file_range(in_fd, &in_off, out_fd, &out_off,
+					    (size_t)(len - done), 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EXDEV || errno == ENOSYS ||
+			      errno == EOPNOTSUPP || errno == EINVAL))
+			return io_copy_buffered(out_fd, in_fd, done, len);
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EIO;
+		done += (uint64_t)n;
 	}
 	return 0;
 }

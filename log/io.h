@@ -29,6 +29,13 @@ int io_fsync(int fd);
 int io_fdatasync(int fd);
 int io_ftruncate(int fd, uint64_t len);
 
+/*
+ * Copy the first len bytes of in_fd to offset 0 of out_fd (in the kernel
+ * with copy_file_range where it can, else through a buffer). -EIO if
+ * in_fd ends first. Counts as one write for fault injection.
+ */
+int io_copy_range(int out_fd, int in_fd, uint64_t len);
+
 /* Size of the open file, or -errno. */
 int64_t io_fsize(int fd);
 
@@ -67,6 +74,13 @@ enum io_fault_op {
 };
 
 void io_fault_inject(int op, int countdown, int err);
+
+/*
+ * How many io_fsync, io_fdatasync and io_fsync_dir calls this process
+ * has made (failed and injected ones included): tests measure the syncs
+ * a call costs by the difference. One relaxed atomic add per sync.
+ */
+uint64_t io_sync_count(void);
 
 /*
  * Make *buf hold at least want bytes, keeping its contents (realloc; the

@@ -3,13 +3,19 @@
  * retention, truncation and the read path.
  *
  * Locks, in the order they are taken:
- *   flush_lock   serialises flush, checkpoint writes, retention, truncation
- *   append_lock  one appender; guards cfg, epochs, the codec scratch and
- *                every write to the segment table
- *   seg_lock     guards the segment table for readers looking a segment up
+ *   flush_lock   serialises syncs, checkpoint writes, retention,
+ *                truncation and moves of the log start
+ *   append_lock  one appender; guards cfg, the codec scratch and every
+ *                write to the segment table and to the epoch cache
+ *   epoch_lock   guards the epoch cache for readers (log_epoch_end):
+ *                writers hold append_lock and take it to change the cache
+ *   seg_lock     guards the segment table for readers looking a segment
+ *                up, and the truncation history
  *   seg->verify_lock
+ *   wait_lock    waiters for the change sequence (log_wait_change)
  * Readers take seg_lock only to find a segment they do not already hold;
  * reading bytes inside a held segment takes no lock (see read_ends).
+ * State queries (log_get_state, log_get_bounds) never take append_lock.
  */
 #include "log.h"
 
@@ -44,6 +50,13 @@ _Static_assert(LOG_RECORD_BYTES_MAX == LOG_BATCH_BYTES_MAX,
 #define CHECKPOINT_BYTES_MAX 4096
 /* Segments one cursor can hold, and so extents one read can return. */
 #define CURSOR_HOLD_MAX 8
+/* Truncations remembered for cursors that have not read since. */
+#define TRUNC_HISTORY_MAX 16
+
+/* A truncation: generation gen removed every byte at or past pos. */
+struct trunc_rec {
+	uint64_t gen, pos;
+};
 
 /*
  * The ends readers need, published together under a sequence counter so
@@ -75,7 +88,24 @@ struct log {
 	_Atomic uint64_t recovery_point;
 	atomic_int sticky;              /* 0 or positive errno */
 
-	struct epoch_cache epochs;      /* append_lock */
+	struct epoch_cache epochs;      /* append_lock to write, and
+					   epoch_lock to change or read */
+	pthread_mutex_t epoch_lock;
+	_Atomic uint32_t pub_epoch;     /* newest epoch, for log_get_state */
+
+	/* Truncations (seg_lock): trunc_gen counts them, hist[] holds the
+	 * newest, trunc_lost_pos the lowest position of those dropped. */
+	_Atomic uint64_t trunc_gen;
+	struct trunc_rec hist[TRUNC_HISTORY_MAX];
+	uint32_t nhist;
+	uint64_t trunc_lost_pos;
+
+	/* Wake-ups (log_wait_change). */
+	_Atomic uint64_t change_seq;
+	atomic_uint waiters;
+	pthread_mutex_t wait_lock;
+	pthread_cond_t wait_cond;       /* on CLOCK_MONOTONIC */
+
 	struct codec_ctx *codec;        /* append_lock */
 	uint8_t *zbuf;                  /* append_lock, compression output */
 	size_t zcap;
@@ -86,12 +116,17 @@ struct log {
 	bool dir_dirty;                 /* append_lock: names not yet synced */
 	struct ends ckpt;               /* flush_lock: as last checkpointed */
 	uint64_t ckpt_start;            /* flush_lock */
+	uint64_t ckpt_rp;               /* flush_lock */
 };
 
 struct log_cursor {
 	struct log *log;
 	struct seg *held[CURSOR_HOLD_MAX];
 	unsigned nheld;
+	/* Truncation checks (see log_read in log.h): the generation seen,
+	 * the highest position asked for or shown, and where reads now
+	 * stop (UINT64_MAX: nowhere). */
+	uint64_t gen, known_end, stale_pos;
 	/* The last decompressed batch (compressed segments only). */
 	struct seg *zseg;
 	uint64_t zpos;
@@ -208,6 +243,24 @@ static void read_ends(struct log *l, struct ends *e)
 	} while (atomic_load_explicit(&l->ends_seq, memory_order_relaxed) != seq);
 }
 
+/*
+ * Move the change sequence and wake the waiters of log_wait_change, if
+ * any. The sequence is stored before the waiter count is read, and a
+ * waiter counts itself before it reads the sequence (both sequentially
+ * consistent), so either the notifier sees the waiter or the waiter sees
+ * the new sequence: no wake-up is lost, and an append with nobody
+ * waiting costs two atomic operations.
+ */
+static void log_notify(struct log *l)
+{
+	atomic_fetch_add(&l->change_seq, 1);
+	if (atomic_load(&l->waiters) == 0)
+		return;
+	pthread_mutex_lock(&l->wait_lock);
+	pthread_cond_broadcast(&l->wait_cond);
+	pthread_mutex_unlock(&l->wait_lock);
+}
+
 /* Called with append_lock held (the only writer). */
 static void write_ends(struct log *l, const struct ends *e)
 {
@@ -220,6 +273,7 @@ static void write_ends(struct log *l, const struct ends *e)
 	atomic_store_explicit(&l->ends.hw, e->hw, memory_order_relaxed);
 	atomic_store_explicit(&l->ends.hw_pos, e->hw_pos, memory_order_relaxed);
 	atomic_store_explicit(&l->ends_seq, seq + 2, memory_order_release);
+	log_notify(l);
 }
 
 static struct seg *log_active(const struct log *l)
@@ -307,7 +361,7 @@ static struct seg *log_seg_get(struct log *l, bool by_pos, uint64_t want)
 /* ---- checkpoints ------------------------------------------------------- */
 
 /* Write the checkpoint file; flush_lock held. */
-static int log_checkpoint(struct log *l, uint64_t rp)
+static int log_checkpoint_write(struct log *l, uint64_t rp)
 {
 	char buf[CHECKPOINT_BYTES_MAX];
 	uint64_t start = atomic_load(&l->start_offset);
@@ -335,6 +389,7 @@ static int log_checkpoint(struct log *l, uint64_t rp)
 	atomic_store(&l->recovery_point, rp);
 	l->ckpt = e;
 	l->ckpt_start = start;
+	l->ckpt_rp = rp;
 	return 0;
 }
 
@@ -565,6 +620,7 @@ static int log_alloc(const char *dir, const struct log_config *cfg,
 		     struct log **out)
 {
 	struct log *l = calloc(1, sizeof(*l));
+	pthread_condattr_t ca;
 
 	if (!l)
 		return -ENOMEM;
@@ -573,9 +629,16 @@ static int log_alloc(const char *dir, const struct log_config *cfg,
 	pthread_mutex_init(&l->flush_lock, NULL);
 	pthread_mutex_init(&l->append_lock, NULL);
 	pthread_mutex_init(&l->seg_lock, NULL);
+	pthread_mutex_init(&l->epoch_lock, NULL);
+	pthread_mutex_init(&l->wait_lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&l->wait_cond, &ca);
+	pthread_condattr_destroy(&ca);
 	l->path = strdup(dir);
 	l->codec = codec_ctx_new();
 	l->last_ts = -1;
+	l->trunc_lost_pos = UINT64_MAX;
 	*out = l;
 	if (!l->path || !l->codec)
 		return -ENOMEM;
@@ -596,6 +659,9 @@ static void log_free(struct log *l)
 	pthread_mutex_destroy(&l->flush_lock);
 	pthread_mutex_destroy(&l->append_lock);
 	pthread_mutex_destroy(&l->seg_lock);
+	pthread_mutex_destroy(&l->epoch_lock);
+	pthread_mutex_destroy(&l->wait_lock);
+	pthread_cond_destroy(&l->wait_cond);
 	free(l);
 }
 
@@ -647,6 +713,10 @@ int log_open(const char *dir, const struct log_config *cfg, struct log **out)
 			goto out_free;
 		l->dir_dirty = true;
 	}
+	/* Sealed segments found on disk: their indexes were synced when
+	 * they were sealed, or rebuilt and synced by recovery below. */
+	for (uint32_t i = 0; i + 1 < l->nsegs; i++)
+		l->segs[i]->idx_synced = true;
 	act = log_active(l);
 	e.leo = act->w.end_offset;
 	e.leo_pos = act->w.end_pos;
@@ -684,6 +754,7 @@ int log_open(const char *dir, const struct log_config *cfg, struct log **out)
 		if (rc < 0)
 			goto out_free;
 	}
+	atomic_store(&l->pub_epoch, epoch_latest(&l->epochs));
 
 	/* Recovered bytes become durable, and the marker goes, before any
 	 * append can change the log. */
@@ -702,7 +773,7 @@ int log_open(const char *dir, const struct log_config *cfg, struct log **out)
 	if (rc == 0)
 		rc = io_fsync_dir(l->dir_fd);
 	/* On a full disk the old checkpoint stays: it is only older. */
-	if (rc == 0 && log_checkpoint(l, e.leo) < 0)
+	if (rc == 0 && log_checkpoint_write(l, e.leo) < 0)
 		log_msg(l, LOG_WARNING, "checkpoint not updated at open; the "
 			"next recovery may check more");
 	l->dir_dirty = false;
@@ -738,26 +809,27 @@ int log_set_config(struct log *l, const struct log_config *cfg)
 /* ---- appending --------------------------------------------------------- */
 
 static bool log_should_roll(const struct log *l, const struct seg *s,
-			    uint32_t stored_len, uint32_t count, int64_t now)
+			    int codec, uint32_t stored_len, uint32_t count,
+			    int64_t now)
 {
 	const struct seg_tail *t = &s->w;
 
 	if (t->end_offset == s->base_offset)
 		return false;
-	return s->codec != l->cfg.codec ||
+	return s->codec != codec ||
 	       t->data_end + stored_len > l->cfg.segment_bytes ||
 	       t->meta_end + batch_meta_size(count) > l->cfg.segment_bytes ||
 	       t->idx_count >= s->idx_cap ||
 	       now - s->first_ts >= l->cfg.segment_ms;
 }
 
-static int log_roll(struct log *l, int64_t now)
+static int log_roll(struct log *l, int codec, int64_t now)
 {
 	struct seg *old = log_active(l), *s;
 	int rc;
 
 	rc = seg_create(l->dir_fd, old->w.end_offset, old->w.end_pos,
-			l->cfg.codec, now, log_idx_cap(l), &s);
+			codec, now, log_idx_cap(l), &s);
 	if (rc < 0)
 		return rc;
 	rc = log_segs_push(l, s);
@@ -859,8 +931,8 @@ static int log_write_batch(struct log *l, struct iov_cursor *c, uint32_t len,
 		stored[0] = (struct iovec){ l->zbuf, (size_t)z };
 		stored_len = (uint32_t)z;
 	}
-	if (log_should_roll(l, log_active(l), stored_len, n, now)) {
-		rc = log_roll(l, now);
+	if (log_should_roll(l, log_active(l), codec, stored_len, n, now)) {
+		rc = log_roll(l, codec, now);
 		if (rc < 0)
 			return rc;
 	}
@@ -884,17 +956,64 @@ static int log_write_batch(struct log *l, struct iov_cursor *c, uint32_t len,
 			       l->cfg.index_interval_bytes);
 }
 
+/*
+ * What an append may change in the epoch cache, to undo it: entries are
+ * only added at the log end, and an entry that started there (an epoch
+ * begun by log_begin_epoch that wrote nothing) may be replaced.
+ */
+struct epoch_undo {
+	uint32_t n;
+	struct epoch_entry last;
+};
+
+static void epoch_undo_save(const struct log *l, struct epoch_undo *u)
+{
+	u->n = l->epochs.n;
+	u->last = u->n ? l->epochs.e[u->n - 1] : (struct epoch_entry){ 0, 0 };
+}
+
+/* Change the cache (append_lock held) under epoch_lock; publish. */
+static bool log_epoch_assign(struct log *l, uint32_t epoch, uint64_t start)
+{
+	bool changed;
+
+	pthread_mutex_lock(&l->epoch_lock);
+	changed = epoch_assign(&l->epochs, epoch, start);
+	pthread_mutex_unlock(&l->epoch_lock);
+	atomic_store(&l->pub_epoch, epoch_latest(&l->epochs));
+	return changed;
+}
+
+static void log_epoch_restore(struct log *l, const struct epoch_undo *u)
+{
+	/* An assign removed at most the last entry and added one. */
+	pthread_mutex_lock(&l->epoch_lock);
+	l->epochs.n = u->n;
+	if (u->n)
+		l->epochs.e[u->n - 1] = u->last;
+	pthread_mutex_unlock(&l->epoch_lock);
+	atomic_store(&l->pub_epoch, epoch_latest(&l->epochs));
+}
+
+static bool epoch_undo_differs(const struct log *l, const struct epoch_undo *u)
+{
+	return l->epochs.n != u->n ||
+	       (u->n && memcmp(&l->epochs.e[u->n - 1], &u->last,
+			       sizeof(u->last)) != 0);
+}
+
 /* Undo a failed append: drop new segments, cut the old active back. */
 static int log_append_undo(struct log *l, uint32_t nsegs,
-			   const struct seg_tail *saved, uint32_t epochs_n)
+			   const struct seg_tail *saved,
+			   const struct epoch_undo *eu)
 {
 	int rc;
 
 	if (l->nsegs > nsegs)
 		log_segs_drop(l, nsegs, l->nsegs);
 	rc = seg_cut(log_active(l), saved);
-	if (rc == 0 && l->epochs.n != epochs_n) {
-		l->epochs.n = epochs_n;
+	if (rc == 0 && epoch_undo_differs(l, eu)) {
+		log_epoch_restore(l, eu);
 		rc = epoch_save(&l->epochs, l->dir_fd);
 	}
 	return rc;
@@ -927,7 +1046,8 @@ int log_appendv(struct log *l, const struct iovec *iov, int iovcnt,
 	struct iov_cursor c = { iov, 0 };
 	uint64_t sum = 0, len = 0;
 	struct seg_tail saved;
-	uint32_t nsegs, epochs_n, epoch, i;
+	struct epoch_undo eu;
+	uint32_t nsegs, epoch, i;
 	int64_t now, ts;
 	struct ends e;
 	int rc;
@@ -965,11 +1085,11 @@ int log_appendv(struct log *l, const struct iovec *iov, int iovcnt,
 
 	nsegs = l->nsegs;
 	saved = log_active(l)->w;
-	epochs_n = l->epochs.n;
-	if (epoch_assign(&l->epochs, epoch, saved.end_offset)) {
+	epoch_undo_save(l, &eu);
+	if (log_epoch_assign(l, epoch, saved.end_offset)) {
 		rc = epoch_save(&l->epochs, l->dir_fd);
 		if (rc < 0) {
-			l->epochs.n = epochs_n;
+			log_epoch_restore(l, &eu);
 			goto out_unlock;
 		}
 	}
@@ -985,7 +1105,7 @@ int log_appendv(struct log *l, const struct iovec *iov, int iovcnt,
 	}
 	if (rc < 0) {
 		/* The caller reports the failure; only worse news is ours. */
-		int urc = log_append_undo(l, nsegs, &saved, epochs_n);
+		int urc = log_append_undo(l, nsegs, &saved, &eu);
 		if (urc < 0)
 			log_stick(l, -urc, "undoing a failed append");
 		goto out_unlock;
@@ -1045,14 +1165,19 @@ int log_set_hw(struct log *l, uint64_t hw)
 /* ---- flushing ---------------------------------------------------------- */
 
 /*
- * Sync the segments holding offsets at or past the recovery point, oldest
- * first, at most FLUSH_SEGS_MAX per round; returns the new recovery point.
+ * Sync the segments holding offsets at or past the recovery point rp,
+ * oldest first, at most FLUSH_SEGS_MAX per round: the .log and .meta of
+ * each, the .index of a sealed one not yet synced (a sealed segment's
+ * index is trusted at open; the active one's is rebuilt by recovery), and
+ * the directory if names changed. Returns in *new_rp the written end the
+ * round covered.
  */
 #define FLUSH_SEGS_MAX 64
 
 static int log_flush_round(struct log *l, uint64_t rp, uint64_t *new_rp)
 {
 	struct seg *todo[FLUSH_SEGS_MAX];
+	bool index[FLUSH_SEGS_MAX];
 	uint32_t n = 0, i;
 	bool dir;
 	int rc;
@@ -1068,16 +1193,25 @@ static int log_flush_round(struct log *l, uint64_t rp, uint64_t *new_rp)
 		;
 	if (i == l->nsegs)
 		i = l->nsegs - 1;
+	/* The segment just below rp may have been sealed since it was
+	 * synced: its trimmed index is not durable yet. */
+	if (i > 0 && !l->segs[i - 1]->idx_synced)
+		i--;
 	for (; i < l->nsegs && n < FLUSH_SEGS_MAX; i++) {
 		seg_ref(l->segs[i]);
+		index[n] = i + 1 < l->nsegs && !l->segs[i]->idx_synced;
 		todo[n++] = l->segs[i];
 	}
 	*new_rp = todo[n - 1]->w.end_offset;
 	pthread_mutex_unlock(&l->append_lock);
 	rc = 0;
 	for (i = 0; i < n; i++) {
-		if (rc == 0)
-			rc = seg_sync(todo[i]);
+		if (rc == 0 && todo[i]->w.end_offset > rp)
+			rc = seg_sync_data(todo[i]);
+		if (rc == 0 && index[i]) {
+			rc = seg_sync_index(todo[i]);
+			todo[i]->idx_synced = rc == 0;
+		}
 		seg_unref(todo[i]);
 	}
 	if (rc == 0 && dir)
@@ -1091,29 +1225,57 @@ static int log_flush_round(struct log *l, uint64_t rp, uint64_t *new_rp)
 	return 0;
 }
 
-int log_flush(struct log *l)
+int log_sync_to(struct log *l, uint64_t offset)
 {
-	uint64_t rp, leo;
-	int rc;
+	uint64_t rp, want;
+	struct ends e;
+	int rc = 0;
 
+	read_ends(l, &e);
+	want = offset < e.leo ? offset : e.leo;
+	if (atomic_load(&l->recovery_point) >= want)
+		return 0;
+	/* Concurrent callers queue here; each round syncs everything
+	 * written so far, so the next in line usually finds its offset
+	 * covered and returns without a system call. */
 	pthread_mutex_lock(&l->flush_lock);
 	rp = atomic_load(&l->recovery_point);
-	pthread_mutex_lock(&l->append_lock);
-	leo = log_active(l)->w.end_offset;
-	pthread_mutex_unlock(&l->append_lock);
-	do {
+	while (rc == 0 && rp < want) {
 		rc = log_flush_round(l, rp, &rp);
-	} while (rc == 0 && rp < leo);
-	if (rc == 0 && (rp != atomic_load(&l->recovery_point) ||
-			l->ckpt.hw != atomic_load(&l->ends.hw) ||
-			l->ckpt_start != atomic_load(&l->start_offset))) {
+		if (rc == 0)
+			atomic_store(&l->recovery_point, rp);
+	}
+	pthread_mutex_unlock(&l->flush_lock);
+	return rc;
+}
+
+int log_checkpoint(struct log *l)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&l->flush_lock);
+	if (l->ckpt_rp != atomic_load(&l->recovery_point) ||
+	    l->ckpt.hw != atomic_load(&l->ends.hw) ||
+	    l->ckpt_start != atomic_load(&l->start_offset)) {
 		/* A checkpoint that could not be made durable is a failed
 		 * durable write like any other: no retry-and-hope. */
-		rc = log_checkpoint(l, rp);
+		rc = log_checkpoint_write(l, atomic_load(&l->recovery_point));
 		if (rc < 0)
 			log_stick(l, -rc, "checkpointing the recovery point");
 	}
 	pthread_mutex_unlock(&l->flush_lock);
+	return rc;
+}
+
+int log_flush(struct log *l)
+{
+	int rc;
+
+	if (atomic_load(&l->sticky))
+		return -EROFS;
+	rc = log_sync_to(l, UINT64_MAX);
+	if (rc == 0)
+		rc = log_checkpoint(l);
 	return rc;
 }
 
@@ -1158,6 +1320,43 @@ static uint64_t seg_size(struct seg *s)
 	return s->w.data_end;
 }
 
+/* Change the epoch cache under epoch_lock (append_lock held); publish. */
+static bool log_epoch_cut(struct log *l, bool at_end, uint64_t offset)
+{
+	bool changed;
+
+	pthread_mutex_lock(&l->epoch_lock);
+	changed = at_end ? epoch_truncate_end(&l->epochs, offset) :
+			   epoch_truncate_start(&l->epochs, offset);
+	pthread_mutex_unlock(&l->epoch_lock);
+	atomic_store(&l->pub_epoch, epoch_latest(&l->epochs));
+	return changed;
+}
+
+/*
+ * Move the log start up to (start, start_pos) and delete the first k
+ * segments, which lie wholly below it. The new start is durable before
+ * any file goes. flush_lock and append_lock held.
+ */
+static int log_move_start(struct log *l, uint64_t start, uint64_t start_pos,
+			  uint32_t k)
+{
+	int rc = 0;
+
+	atomic_store(&l->start_pos, start_pos);
+	atomic_store(&l->start_offset, start);
+	if (log_epoch_cut(l, false, start))
+		rc = epoch_save(&l->epochs, l->dir_fd);
+	if (rc == 0)
+		rc = log_checkpoint_write(l, atomic_load(&l->recovery_point));
+	if (rc < 0)
+		return rc;
+	if (k > 0)
+		log_segs_drop(l, 0, k);
+	log_notify(l);
+	return 0;
+}
+
 int log_retention(struct log *l, int64_t now)
 {
 	uint64_t total = 0, start, start_pos;
@@ -1191,18 +1390,11 @@ int log_retention(struct log *l, int64_t now)
 		start = atomic_load(&l->start_offset);
 		start_pos = atomic_load(&l->start_pos);
 	}
-	/* The new start is durable before any file goes. */
-	atomic_store(&l->start_pos, start_pos);
-	atomic_store(&l->start_offset, start);
-	if (epoch_truncate_start(&l->epochs, start))
-		rc = epoch_save(&l->epochs, l->dir_fd);
-	if (rc == 0)
-		rc = log_checkpoint(l, atomic_load(&l->recovery_point));
+	rc = log_move_start(l, start, start_pos, k);
 	if (rc < 0)
 		goto out_unlock;
 	log_msg(l, LOG_INFO, "retention: deleting %" PRIu32 " segment(s), "
 		"log start now %" PRIu64, k, start);
-	log_segs_drop(l, 0, k);
 	rc = (int)k;
 out_unlock:
 	pthread_mutex_unlock(&l->append_lock);
@@ -1244,9 +1436,65 @@ static int log_tail_before(struct seg *s, const struct seg_batch *b,
 	return 0;
 }
 
+/*
+ * Remember that a truncation removed every byte at or past pos, for the
+ * cursors' checks (cursor_apply). Called after the table shows the cut
+ * and before the new ends are published or anything is appended again,
+ * so that a reader that misses the new generation cannot find the
+ * removed bytes, and one that could have found them sees it.
+ */
+static void log_trunc_record(struct log *l, uint64_t pos)
+{
+	uint64_t gen;
+
+	pthread_mutex_lock(&l->seg_lock);
+	if (l->nhist == TRUNC_HISTORY_MAX) {
+		if (l->hist[0].pos < l->trunc_lost_pos)
+			l->trunc_lost_pos = l->hist[0].pos;
+		memmove(l->hist, l->hist + 1, (l->nhist - 1) * sizeof(l->hist[0]));
+		l->nhist--;
+	}
+	gen = atomic_load(&l->trunc_gen) + 1;
+	l->hist[l->nhist++] = (struct trunc_rec){ gen, pos };
+	atomic_store(&l->trunc_gen, gen);
+	pthread_mutex_unlock(&l->seg_lock);
+}
+
+/*
+ * Cut segment k back to tail t, never under a reader. With seg_lock held
+ * and the table's reference the only one, no cursor holds the segment or
+ * can take it, so its files are cut in place; otherwise the kept prefix
+ * is cloned into new files that replace it (seg_clone_prefix) and the
+ * holders keep the old ones. append_lock held.
+ */
+static int log_cut_segment(struct log *l, uint32_t k, const struct seg_tail *t)
+{
+	struct seg *s = l->segs[k], *n;
+	int rc;
+
+	pthread_mutex_lock(&l->seg_lock);
+	if (atomic_load(&s->refs) == 1) {
+		rc = seg_cut(s, t);
+		pthread_mutex_unlock(&l->seg_lock);
+		return rc;
+	}
+	pthread_mutex_unlock(&l->seg_lock);
+	rc = seg_clone_prefix(s, t, &n);
+	if (rc < 0)
+		return rc;
+	log_msg(l, LOG_INFO, "segment %020" PRIu64 ": a reader holds it, "
+		"truncated by copying its first %" PRIu64 " bytes", s->base_offset,
+		t->data_end);
+	pthread_mutex_lock(&l->seg_lock);
+	l->segs[k] = n;
+	pthread_mutex_unlock(&l->seg_lock);
+	seg_unref(s);
+	return 0;
+}
+
 int log_truncate(struct log *l, uint64_t offset, uint64_t *leo_out)
 {
-	uint64_t start = atomic_load(&l->start_offset);
+	uint64_t start = atomic_load(&l->start_offset), cut_pos;
 	struct seg_tail t;
 	struct seg_batch b;
 	struct ends e;
@@ -1266,6 +1514,7 @@ int log_truncate(struct log *l, uint64_t offset, uint64_t *leo_out)
 	k = log_seg_floor(l, false, offset);
 	s = l->segs[k];
 	if (offset == s->base_offset && k > 0) {
+		cut_pos = s->base_pos;
 		log_segs_drop(l, k, l->nsegs);
 	} else {
 		rc = seg_find_offset(s, offset, &b);
@@ -1273,15 +1522,19 @@ int log_truncate(struct log *l, uint64_t offset, uint64_t *leo_out)
 			rc = log_tail_before(s, &b, &t);
 		if (rc < 0)
 			goto out_unlock;
+		cut_pos = b.h.pos;
 		if (k + 1 < l->nsegs)
 			log_segs_drop(l, k + 1, l->nsegs);
-		rc = seg_cut(s, &t);
+		rc = log_cut_segment(l, k, &t);
 		if (rc < 0) {
+			log_trunc_record(l, cut_pos);
 			log_stick(l, -rc, "truncating a segment");
 			goto out_unlock;
 		}
 	}
+	log_trunc_record(l, cut_pos);
 	s = log_active(l);
+	s->idx_synced = false; /* it grows again */
 	l->last_ts = s->w.max_ts;
 	atomic_store(&l->pub_max_ts, l->last_ts);
 	e.leo = s->w.end_offset;
@@ -1293,20 +1546,156 @@ int log_truncate(struct log *l, uint64_t offset, uint64_t *leo_out)
 	write_ends(l, &e);
 	if (atomic_load(&l->recovery_point) > e.leo)
 		atomic_store(&l->recovery_point, e.leo);
-	if (epoch_truncate_end(&l->epochs, e.leo))
+	if (log_epoch_cut(l, true, e.leo))
 		rc = epoch_save(&l->epochs, l->dir_fd);
 	if (rc == 0)
 		rc = seg_sync(s);
 	if (rc == 0)
 		rc = io_fsync_dir(l->dir_fd);
 	if (rc == 0)
-		rc = log_checkpoint(l, atomic_load(&l->recovery_point));
+		rc = log_checkpoint_write(l, atomic_load(&l->recovery_point));
 	log_msg(l, LOG_NOTICE, "truncated to offset %" PRIu64, e.leo);
 out_done:
 	*leo_out = e.leo;
 out_unlock:
 	pthread_mutex_unlock(&l->append_lock);
 	pthread_mutex_unlock(&l->flush_lock);
+	return rc;
+}
+
+int log_truncate_fully(struct log *l, uint64_t offset, uint64_t pos)
+{
+	struct seg **table = NULL, *s = NULL;
+	uint64_t old_start_pos;
+	uint32_t n, hidden = 0;
+	struct ends e;
+	int rc;
+
+	pthread_mutex_lock(&l->flush_lock);
+	pthread_mutex_lock(&l->append_lock);
+	rc = atomic_load(&l->sticky) ? -EROFS : 0;
+	if (rc < 0)
+		goto out_unlock;
+	n = l->nsegs;
+	table = malloc(sizeof(*table));
+	if (!table) {
+		rc = -ENOMEM;
+		goto out_unlock;
+	}
+	/* The old names go first, so that the new segment may take one. */
+	for (hidden = 0; hidden < n && rc == 0; hidden++)
+		rc = seg_hide(l->segs[hidden]);
+	if (rc == 0)
+		rc = seg_create(l->dir_fd, offset, pos, l->cfg.codec, now_ms(),
+				log_idx_cap(l), &s);
+	if (rc < 0)
+		goto out_unhide;
+	old_start_pos = atomic_load(&l->start_pos);
+	table[0] = s;
+	pthread_mutex_lock(&l->seg_lock);
+	{
+		struct seg **old = l->segs;
+		l->segs = table;
+		l->nsegs = 1;
+		l->segs_cap = 1;
+		table = old;
+	}
+	pthread_mutex_unlock(&l->seg_lock);
+	for (uint32_t i = 0; i < n; i++)
+		seg_doom_hidden(table[i]);
+	l->dir_dirty = true;
+	atomic_store(&l->start_pos, pos);
+	atomic_store(&l->start_offset, offset);
+	log_trunc_record(l, old_start_pos < pos ? old_start_pos : pos);
+	l->last_ts = -1;
+	atomic_store(&l->pub_max_ts, -1);
+	e = (struct ends){ offset, pos, offset, pos };
+	write_ends(l, &e);
+	atomic_store(&l->recovery_point, offset);
+	pthread_mutex_lock(&l->epoch_lock);
+	l->epochs.n = 0;
+	pthread_mutex_unlock(&l->epoch_lock);
+	atomic_store(&l->pub_epoch, 0);
+	rc = epoch_save(&l->epochs, l->dir_fd);
+	if (rc == 0)
+		rc = seg_sync(s);
+	if (rc == 0)
+		rc = io_fsync_dir(l->dir_fd);
+	if (rc == 0)
+		rc = log_checkpoint_write(l, offset);
+	if (rc < 0)
+		log_stick(l, -rc, "restarting the log");
+	log_msg(l, LOG_NOTICE, "truncated fully, log restarts at offset %"
+		PRIu64 " (position %" PRIu64 ")", offset, pos);
+	goto out_unlock;
+
+out_unhide:
+	while (hidden-- > 0) {
+		if (seg_unhide(l->segs[hidden]) < 0)
+			log_stick(l, EIO, "restoring segment names");
+	}
+out_unlock:
+	free(table);
+	pthread_mutex_unlock(&l->append_lock);
+	pthread_mutex_unlock(&l->flush_lock);
+	return rc;
+}
+
+int log_advance_start(struct log *l, uint64_t offset)
+{
+	uint64_t pos;
+	struct ends e;
+	uint32_t k = 0;
+	int rc = 0;
+
+	pthread_mutex_lock(&l->flush_lock);
+	pthread_mutex_lock(&l->append_lock);
+	if (offset <= atomic_load(&l->start_offset))
+		goto out_unlock;
+	read_ends(l, &e);
+	if (offset > e.hw) {
+		rc = -ERANGE;
+		goto out_unlock;
+	}
+	rc = log_offset_to_pos(l, offset, &pos);
+	if (rc < 0)
+		goto out_unlock;
+	while (k + 1 < l->nsegs && l->segs[k + 1]->base_offset <= offset)
+		k++;
+	rc = log_move_start(l, offset, pos, k);
+	if (rc == 0)
+		log_msg(l, LOG_INFO, "log start moved to %" PRIu64 " (%" PRIu32
+			" segment(s) deleted)", offset, k);
+out_unlock:
+	pthread_mutex_unlock(&l->append_lock);
+	pthread_mutex_unlock(&l->flush_lock);
+	return rc;
+}
+
+int log_begin_epoch(struct log *l, uint32_t epoch)
+{
+	struct epoch_undo eu;
+	int rc = 0;
+
+	if (epoch == LOG_EPOCH_UNDEFINED)
+		return -EINVAL;
+	pthread_mutex_lock(&l->append_lock);
+	if (atomic_load(&l->sticky)) {
+		rc = -EROFS;
+		goto out_unlock;
+	}
+	if (l->epochs.n && epoch < epoch_latest(&l->epochs)) {
+		rc = -EINVAL;
+		goto out_unlock;
+	}
+	epoch_undo_save(l, &eu);
+	if (log_epoch_assign(l, epoch, log_active(l)->w.end_offset)) {
+		rc = epoch_save(&l->epochs, l->dir_fd);
+		if (rc < 0)
+			log_epoch_restore(l, &eu);
+	}
+out_unlock:
+	pthread_mutex_unlock(&l->append_lock);
 	return rc;
 }
 
@@ -1336,9 +1725,7 @@ void log_get_state(struct log *l, struct log_state *st)
 			st->max_ts = ts;
 	}
 	pthread_mutex_unlock(&l->seg_lock);
-	pthread_mutex_lock(&l->append_lock);
-	st->leader_epoch = epoch_latest(&l->epochs);
-	pthread_mutex_unlock(&l->append_lock);
+	st->leader_epoch = atomic_load(&l->pub_epoch);
 }
 
 void log_get_bounds(struct log *l, struct log_bounds *b)
@@ -1436,13 +1823,13 @@ int log_time_to_offset(struct log *l, int64_t ts, uint64_t *offset)
 int log_epoch_end(struct log *l, uint32_t epoch, uint32_t *found_epoch,
 		  uint64_t *end_offset)
 {
-	int rc;
+	struct ends e;
 
-	pthread_mutex_lock(&l->append_lock);
-	rc = epoch_end_offset(&l->epochs, epoch, log_active(l)->w.end_offset,
-			      found_epoch, end_offset);
-	pthread_mutex_unlock(&l->append_lock);
-	return rc;
+	pthread_mutex_lock(&l->epoch_lock);
+	read_ends(l, &e);
+	epoch_end_offset(&l->epochs, epoch, e.leo, found_epoch, end_offset);
+	pthread_mutex_unlock(&l->epoch_lock);
+	return 0;
 }
 
 /* ---- reading ----------------------------------------------------------- */
@@ -1454,8 +1841,54 @@ int log_cursor_new(struct log *l, struct log_cursor **out)
 	if (!c)
 		return -ENOMEM;
 	c->log = l;
+	c->gen = atomic_load_explicit(&l->trunc_gen, memory_order_acquire);
+	c->stale_pos = UINT64_MAX;
 	*out = c;
 	return 0;
+}
+
+/*
+ * Take in the truncations made since the cursor last looked: the lowest
+ * position they removed bytes from (UINT64_MAX if none). One that lies
+ * below the cursor's known end makes reads at or past it stale.
+ */
+static uint64_t cursor_apply(struct log_cursor *c)
+{
+	struct log *l = c->log;
+	uint64_t g = atomic_load_explicit(&l->trunc_gen, memory_order_acquire);
+	uint64_t low = UINT64_MAX;
+
+	if (g == c->gen)
+		return low;
+	pthread_mutex_lock(&l->seg_lock);
+	g = atomic_load(&l->trunc_gen);
+	/* Some of them may have left the history: assume the worst. */
+	if (l->nhist == 0 || l->hist[0].gen > c->gen + 1)
+		low = l->trunc_lost_pos;
+	for (uint32_t i = 0; i < l->nhist; i++) {
+		if (l->hist[i].gen > c->gen && l->hist[i].pos < low)
+			low = l->hist[i].pos;
+	}
+	pthread_mutex_unlock(&l->seg_lock);
+	c->gen = g;
+	if (low < c->known_end && low < c->stale_pos)
+		c->stale_pos = low;
+	return low;
+}
+
+/* Keep only the first len bytes of the n extents; returns the new n. */
+static unsigned ext_trim(struct log_extent *ext, unsigned n, size_t len)
+{
+	size_t sum = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		if (sum + ext[i].len >= len) {
+			ext[i].len = len - sum;
+			return ext[i].len ? i + 1 : i;
+		}
+		sum += ext[i].len;
+	}
+	return n;
 }
 
 static void cursor_drop_zcache(struct log_cursor *c)
@@ -1565,17 +1998,24 @@ ssize_t log_read(struct log_cursor *c, uint64_t *pos, size_t len,
 	struct ends e;
 	int rc = 0;
 
+	if (*pos < start)
+		*pos = start;
+	if (*pos > c->known_end)
+		c->known_end = *pos;
+	cursor_apply(c);
+	if (*pos >= c->stale_pos)
+		return -ESTALE;
 	memcpy(old, c->held, sizeof(old));
 	c->nheld = 0;
 	read_ends(l, &e);
-	if (*pos < start)
-		*pos = start;
 	if (max_ext > CURSOR_HOLD_MAX)
 		max_ext = CURSOR_HOLD_MAX;
 	if (*pos >= e.hw_pos)
 		len = 0;
 	else if (len > e.hw_pos - *pos)
 		len = (size_t)(e.hw_pos - *pos);
+	if (len > c->stale_pos - *pos)
+		len = (size_t)(c->stale_pos - *pos);
 	at = *pos;
 	while (total < len && n < max_ext) {
 		struct seg *s = cursor_seg(c, old, &nold, at);
@@ -1617,6 +2057,19 @@ ssize_t log_read(struct log_cursor *c, uint64_t *pos, size_t len,
 	}
 	for (unsigned i = 0; i < nold; i++)
 		seg_unref(old[i]);
+	/* A truncation during the read: what it removed may be in the
+	 * extents (old bytes, or new ones appended since). Stop before. */
+	if (atomic_load_explicit(&l->trunc_gen, memory_order_acquire) != c->gen) {
+		uint64_t low = cursor_apply(c);
+		if (low < *pos + total) {
+			total = low > *pos ? (size_t)(low - *pos) : 0;
+			n = ext_trim(ext, n, total);
+		}
+		if (total == 0 && *pos >= c->stale_pos)
+			rc = -ESTALE;
+	}
+	if (*pos + total > c->known_end)
+		c->known_end = *pos + total;
 	*n_ext = n;
 	if (total > 0)
 		return (ssize_t)total;
@@ -1690,4 +2143,310 @@ int log_scrub(struct log *l)
 		seg_unref(s);
 	}
 	return (int)bad;
+}
+
+/* ---- replication ------------------------------------------------------- */
+
+/*
+ * The segment holding offset, as the cursor's only held segment (the
+ * ones the last read held are let go). NULL if a truncation raced.
+ */
+static struct seg *cursor_hold_offset(struct log_cursor *c, uint64_t offset)
+{
+	struct seg *s = NULL;
+
+	for (unsigned i = 0; i < c->nheld && !s; i++) {
+		struct seg *h = c->held[i];
+		if (!atomic_load(&h->doomed) && h->base_offset <= offset &&
+		    offset < atomic_load_explicit(&h->end_offset,
+						  memory_order_acquire)) {
+			s = h;
+			seg_ref(s);
+		}
+	}
+	if (!s) {
+		s = log_seg_get(c->log, false, offset);
+		if (atomic_load(&s->doomed) || offset < s->base_offset ||
+		    offset >= atomic_load_explicit(&s->end_offset,
+						   memory_order_acquire)) {
+			seg_unref(s);
+			s = NULL;
+		}
+	}
+	for (unsigned i = 0; i < c->nheld; i++)
+		seg_unref(c->held[i]);
+	c->nheld = 0;
+	if (s)
+		c->held[c->nheld++] = s;
+	return s;
+}
+
+int log_read_batches(struct log_cursor *c, uint64_t offset,
+		     enum log_upto upto, size_t max_bytes,
+		     struct log_batch_run *run)
+{
+	struct log *l = c->log;
+	struct seg_batch b;
+	struct seg_run r;
+	struct ends e;
+	struct seg *s;
+	uint64_t limit;
+	int rc;
+
+	*run = (struct log_batch_run){
+		.base_offset = offset,
+		.end_offset = offset,
+		.meta = { .fd = -1 },
+		.data = { .fd = -1 },
+	};
+	read_ends(l, &e);
+	if (offset < atomic_load(&l->start_offset) || offset > e.leo)
+		return -ERANGE;
+	limit = upto == LOG_UPTO_LEO ? e.leo : e.hw;
+	if (offset >= limit)
+		return 0;
+	s = cursor_hold_offset(c, offset);
+	if (!s)
+		return -EAGAIN; /* raced with truncation */
+	rc = seg_find_offset(s, offset, &b);
+	if (rc == 0)
+		rc = seg_scan_run(s, &b, limit, max_bytes, &r);
+	/* Never ship bytes that fail their checksum (checked once). */
+	if (rc == 0 && r.batches > 0)
+		rc = seg_verify_range(s, b.h.pos, r.end_pos);
+	if (rc < 0 || r.batches == 0)
+		return rc;
+	*run = (struct log_batch_run){
+		.base_offset = b.h.base_offset,
+		.end_offset = r.end_offset,
+		.base_pos = b.h.pos,
+		.end_pos = r.end_pos,
+		.batches = r.batches,
+		.first_epoch = r.first_epoch,
+		.last_epoch = r.last_epoch,
+		.max_ts = r.max_ts,
+		.meta = { .fd = s->meta_fd, .off = r.meta_pos,
+			  .len = (size_t)r.meta_len },
+		.data = { .fd = s->log_fd, .off = r.data_pos,
+			  .len = (size_t)r.data_len },
+	};
+	return 0;
+}
+
+/* Where the checks of an incoming run start: this log's end. */
+struct run_expect {
+	uint64_t offset, pos;
+	uint32_t epoch;
+	int64_t ts;
+	bool any_epoch; /* the epoch cache is empty */
+};
+
+/*
+ * Check one batch of an incoming run at meta/data (rest_meta and
+ * rest_data bytes left) against what must come next. 0, -EBADMSG or
+ * -EINVAL (see log_append_batches); on success *h is the batch.
+ */
+static int run_check_batch(const uint8_t *meta, size_t rest_meta,
+			   const uint8_t *data, size_t rest_data,
+			   const struct run_expect *x, bool first,
+			   struct batch_hdr *h)
+{
+	struct iovec v;
+
+	if (rest_meta < BATCH_HDR_SIZE || batch_hdr_decode(meta, h) < 0)
+		return -EBADMSG;
+	if (batch_meta_size(h->count) > rest_meta || h->stored_len > rest_data)
+		return -EBADMSG;
+	v = (struct iovec){ (void *)data, h->stored_len };
+	if (batch_crc((const uint32_t *)(const void *)(meta + BATCH_HDR_SIZE),
+		      h->count, &v, 1) != h->crc)
+		return -EBADMSG;
+	for (uint32_t i = 0, sum = 0; i < h->count; i++) {
+		uint32_t len = fmt_get32(meta + BATCH_HDR_SIZE + 4ull * i);
+		if (len == 0 || len > h->logical_len - sum)
+			return -EBADMSG;
+		sum += len;
+		if (i + 1 == h->count && sum != h->logical_len)
+			return -EBADMSG;
+	}
+	if (h->base_offset != x->offset || h->pos != x->pos ||
+	    (!x->any_epoch && h->epoch < x->epoch) || h->max_ts < x->ts)
+		return first ? -EINVAL : -EBADMSG;
+	return 0;
+}
+
+/*
+ * Check a whole incoming run (nothing is written before it passes) and
+ * count its batches. append_lock held.
+ */
+static int log_check_run(struct log *l, const uint8_t *meta, size_t meta_len,
+			 const uint8_t *data, size_t data_len, uint32_t *nb)
+{
+	const struct seg *s = log_active(l);
+	struct run_expect x = {
+		.offset = s->w.end_offset,
+		.pos = s->w.end_pos,
+		.epoch = epoch_latest(&l->epochs),
+		.ts = l->last_ts,
+		.any_epoch = l->epochs.n == 0,
+	};
+	size_t mo = 0, dof = 0;
+	struct batch_hdr h;
+	int rc;
+
+	*nb = 0;
+	while (mo < meta_len) {
+		rc = run_check_batch(meta + mo, meta_len - mo, data + dof,
+				     data_len - dof, &x, *nb == 0, &h);
+		if (rc < 0)
+			return rc;
+		mo += batch_meta_size(h.count);
+		dof += h.stored_len;
+		x.offset += h.count;
+		x.pos += h.logical_len;
+		x.epoch = h.epoch;
+		x.ts = h.max_ts;
+		x.any_epoch = false;
+		(*nb)++;
+	}
+	return dof == data_len ? 0 : -EBADMSG;
+}
+
+/* Write one checked batch as stored, rolling first if due. */
+static int log_write_stored(struct log *l, const struct batch_hdr *hin,
+			    const uint8_t *meta, const uint8_t *stored,
+			    int64_t now)
+{
+	struct iovec v = { (void *)stored, hin->stored_len };
+	struct batch_hdr h = *hin;
+	struct seg *s;
+	int rc;
+
+	if (log_should_roll(l, log_active(l), h.codec, h.stored_len, h.count,
+			    now)) {
+		rc = log_roll(l, h.codec, now);
+		if (rc < 0)
+			return rc;
+	}
+	s = log_active(l);
+	if (s->codec != h.codec) { /* empty, so it was not rolled */
+		rc = seg_set_codec(s, h.codec);
+		if (rc < 0)
+			return rc;
+	}
+	rc = seg_write_batch(s, &h,
+			     (const uint32_t *)(const void *)(meta + BATCH_HDR_SIZE),
+			     &v, 1, l->cfg.index_interval_bytes);
+	assert(rc < 0 || h.crc == hin->crc);
+	return rc;
+}
+
+int log_append_batches(struct log *l, const void *meta, size_t meta_len,
+		       const void *data, size_t data_len,
+		       struct log_append_info *info)
+{
+	const uint8_t *m = meta, *d = data;
+	struct seg_tail saved;
+	struct epoch_undo eu;
+	uint32_t nsegs, nb, i;
+	size_t mo = 0, dof = 0;
+	bool epochs_changed = false;
+	struct batch_hdr h;
+	int64_t now;
+	struct ends e;
+	int rc;
+
+	if (meta_len == 0)
+		return -EINVAL;
+	pthread_mutex_lock(&l->append_lock);
+	if (atomic_load(&l->sticky)) {
+		rc = -EROFS;
+		goto out_unlock;
+	}
+	rc = log_check_run(l, m, meta_len, d, data_len, &nb);
+	if (rc < 0)
+		goto out_unlock;
+
+	now = now_ms();
+	nsegs = l->nsegs;
+	saved = log_active(l)->w;
+	epoch_undo_save(l, &eu);
+	/* The epochs the run starts are durable before its batches. */
+	for (i = 0; i < nb; i++) {
+		batch_hdr_decode(m + mo, &h);
+		epochs_changed |= log_epoch_assign(l, h.epoch, h.base_offset);
+		mo += batch_meta_size(h.count);
+	}
+	if (epochs_changed) {
+		rc = epoch_save(&l->epochs, l->dir_fd);
+		if (rc < 0) {
+			log_epoch_restore(l, &eu);
+			goto out_unlock;
+		}
+	}
+	for (i = 0, mo = 0; i < nb && rc == 0; i++) {
+		batch_hdr_decode(m + mo, &h);
+		rc = log_write_stored(l, &h, m + mo, d + dof, now);
+		mo += batch_meta_size(h.count);
+		dof += h.stored_len;
+	}
+	if (rc < 0) {
+		int urc = log_append_undo(l, nsegs, &saved, &eu);
+		if (urc < 0)
+			log_stick(l, -urc, "undoing a failed append");
+		goto out_unlock;
+	}
+	for (i = nsegs - 1; i < l->nsegs; i++) {
+		if (i + 1 < l->nsegs) {
+			rc = seg_seal(l->segs[i]);
+			if (rc < 0)
+				log_stick(l, -rc, "sealing a segment");
+		}
+		seg_publish(l->segs[i]);
+	}
+	rc = 0;
+	l->last_ts = h.max_ts;
+	atomic_store(&l->pub_max_ts, h.max_ts);
+	read_ends(l, &e);
+	e.leo = log_active(l)->w.end_offset;
+	e.leo_pos = log_active(l)->w.end_pos;
+	write_ends(l, &e);
+	if (info) {
+		info->base_offset = saved.end_offset;
+		info->end_offset = e.leo;
+		info->base_pos = saved.end_pos;
+		info->end_pos = e.leo_pos;
+		info->timestamp_ms = h.max_ts;
+	}
+out_unlock:
+	pthread_mutex_unlock(&l->append_lock);
+	return rc;
+}
+
+uint64_t log_change_seq(struct log *l)
+{
+	return atomic_load(&l->change_seq);
+}
+
+void log_wake(struct log *l)
+{
+	log_notify(l);
+}
+
+int log_wait_change(struct log *l, uint64_t seen,
+		    const struct timespec *deadline)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&l->wait_lock);
+	atomic_fetch_add(&l->waiters, 1);
+	while (atomic_load(&l->change_seq) == seen && rc == 0) {
+		rc = deadline ? pthread_cond_timedwait(&l->wait_cond,
+						       &l->wait_lock, deadline) :
+				pthread_cond_wait(&l->wait_cond, &l->wait_lock);
+	}
+	rc = atomic_load(&l->change_seq) != seen ? 0 : -ETIMEDOUT;
+	atomic_fetch_sub(&l->waiters, 1);
+	pthread_mutex_unlock(&l->wait_lock);
+	return rc;
 }

@@ -35,6 +35,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <time.h>
 
 #include "codec.h"
 
@@ -75,7 +76,8 @@ struct log_state {
 	uint64_t recovery_point;            /* flushed below this offset */
 	uint64_t size_bytes;                /* payload bytes stored (.log) */
 	uint32_t segments;
-	uint32_t leader_epoch;              /* of the newest epoch entry */
+	uint32_t leader_epoch;              /* of the newest epoch entry, 0
+					       if none */
 	int64_t max_ts;                     /* newest timestamp, -1 if empty */
 	int sticky_error;                   /* 0 or the errno that stuck */
 };
@@ -147,7 +149,10 @@ int log_appendv(struct log *l, const struct iovec *iov, int iovcnt,
 		const struct log_append_opts *opts,
 		struct log_append_info *info);
 
-/* fsync everything appended so far and checkpoint the recovery point. */
+/*
+ * Make everything appended so far durable and checkpoint the recovery
+ * point (log_sync_to of the log end, then log_checkpoint).
+ */
 int log_flush(struct log *l);
 
 /*
@@ -159,7 +164,17 @@ int log_set_hw(struct log *l, uint64_t hw);
 /*
  * Remove every record at or after offset. Only whole batches are removed,
  * so the log may end below offset if it falls inside a batch; the new end
- * is returned in *leo. The high watermark and recovery point follow.
+ * is returned in *leo. The high watermark and recovery point follow, and
+ * so does the epoch cache (entries starting at or past the new end go).
+ * -ERANGE if offset is below the log start.
+ *
+ * A segment no reader holds is cut in place (ftruncate). A segment some
+ * cursor holds (it may be splicing from extents of it) is never cut:
+ * its kept prefix is copied into new files that are renamed over its
+ * names, and the holders keep the old files, unchanged, until they let
+ * go. That costs a copy of at most one segment, only when a reader sits
+ * in the segment being cut. Cursors that were shown removed bytes get
+ * -ESTALE on their next read there (see log_read). Durable on return.
  */
 int log_truncate(struct log *l, uint64_t offset, uint64_t *leo);
 
@@ -170,6 +185,8 @@ int log_truncate(struct log *l, uint64_t offset, uint64_t *leo);
  */
 int log_retention(struct log *l, int64_t now_ms);
 
+/* A snapshot of the partition's state. Takes no lock an append holds:
+ * it never waits behind an append. */
 void log_get_state(struct log *l, struct log_state *st);
 
 /* The ends of the log, read without taking any lock (the hot subset of
@@ -194,10 +211,26 @@ int log_pos_to_offset(struct log *l, uint64_t pos, uint64_t *offset,
 /* First record with timestamp >= ts; the log end if there is none. */
 int log_time_to_offset(struct log *l, int64_t ts, uint64_t *offset);
 
+/* Kafka's UNDEFINED_EPOCH and UNDEFINED_EPOCH_OFFSET (both -1 there). */
+#define LOG_EPOCH_UNDEFINED UINT32_MAX
+#define LOG_OFFSET_UNDEFINED UINT64_MAX
+
 /*
- * Kafka's OffsetForLeaderEpoch: the largest epoch <= epoch that this log
- * knows, and the offset where it ended (the start of the next epoch, or
- * the log end for the newest). -ERANGE if epoch is older than them all.
+ * Kafka's OffsetForLeaderEpoch, answered exactly as Kafka's
+ * LeaderEpochFileCache.endOffsetFor(epoch, log end offset) does, from the
+ * cache (epoch, start offset) entries e[0..n):
+ *
+ *   epoch == LOG_EPOCH_UNDEFINED            UNDEFINED, UNDEFINED
+ *   epoch == the newest entry's epoch       epoch, the log end offset
+ *   no entry has a larger epoch (this also
+ *   covers the empty cache)                 UNDEFINED, UNDEFINED
+ *   epoch older than e[0].epoch             epoch (as asked), e[0].start
+ *   otherwise                               the largest epoch <= epoch,
+ *                                           start of the next entry
+ *
+ * where UNDEFINED is LOG_EPOCH_UNDEFINED for *found_epoch and
+ * LOG_OFFSET_UNDEFINED for *end_offset. Always returns 0. Takes a lock
+ * of its own (never waits behind an append).
  */
 int log_epoch_end(struct log *l, uint32_t epoch, uint32_t *found_epoch,
 		  uint64_t *end_offset);
@@ -226,6 +259,19 @@ struct log_extent {
  * moved up to the log start. Returns the number of bytes described (0 at
  * the end), *n_ext extents; or -EIO if the range holds a batch that
  * failed its checksum.
+ *
+ * Truncation (Kafka's KIP-320): a cursor never returns different bytes
+ * at a position than it may have returned before. It remembers the
+ * highest position it was asked for or returned (its known end) and the
+ * truncation generation it last saw. When a truncation (log_truncate,
+ * log_truncate_fully) removed bytes at or past position t below the
+ * known end, every later read through this cursor at a position >= t
+ * fails with -ESTALE, and a read below t stops at t; the cursor must be
+ * freed and a new one made (the FUSE layer answers ESTALE). A truncation
+ * at or above the known end changes nothing for the cursor. The file
+ * bytes of extents already handed out are never cut or overwritten: a
+ * segment a reader holds is truncated by replacing its files (see
+ * log_truncate).
  */
 ssize_t log_read(struct log_cursor *c, uint64_t *pos, size_t len,
 		 struct log_extent *ext, unsigned max_ext, unsigned *n_ext);
@@ -233,6 +279,166 @@ ssize_t log_read(struct log_cursor *c, uint64_t *pos, size_t len,
 /* Like log_read, but copies the bytes into buf. */
 ssize_t log_read_copy(struct log_cursor *c, uint64_t *pos, void *buf,
 		      size_t len);
+
+/*
+ * ---- Replication ------------------------------------------------------
+ *
+ * The calls below are what repl/ builds on: batches moved as stored
+ * between replicas (docs/FORMAT.md section 10 gives the byte stream),
+ * leader epochs, truncation, durability by offset and wake-ups. All of
+ * them may be called from any thread; the ones that change the log
+ * serialise with appends.
+ */
+
+/* Which end a batch read stops at. */
+enum log_upto {
+	LOG_UPTO_HW = 0,  /* a consumer, or a follower's readers */
+	LOG_UPTO_LEO = 1, /* a follower fetching from its leader */
+};
+
+/*
+ * A run of whole batches as stored, consecutive in one segment: the
+ * bytes of the run are the meta extent (each batch's 64-byte header and
+ * record lengths, as in the .meta file) followed by the data extent (the
+ * batches' stored payloads, as in the .log file, compressed or not).
+ * Both extents are file ranges (fd, off, len; mem is NULL) valid until
+ * the cursor's next read or its end, like log_read's.
+ */
+struct log_batch_run {
+	uint64_t base_offset, end_offset; /* offsets [base, end) */
+	uint64_t base_pos, end_pos;       /* partition positions */
+	uint32_t batches;                 /* 0: nothing to read */
+	uint32_t first_epoch, last_epoch;
+	int64_t max_ts;                   /* of the last batch */
+	struct log_extent meta, data;
+};
+
+/*
+ * Describe the whole batches from the one holding offset on, up to
+ * (never past) the high watermark or the log end as upto says, as stored:
+ * at most max_bytes of meta and data together, except that the first
+ * batch is returned whole however large it is (Kafka's rule: a fetch
+ * always makes progress). A batch that ends past the limit offset is
+ * not returned, so a high watermark inside a batch holds the batch back.
+ * The run stops at the end of a segment; the next call goes on.
+ *
+ * Returns 0 with run->batches >= 1, or 0 with run->batches == 0 when
+ * offset is at the limit (nothing to read yet); -ERANGE if offset is
+ * below the log start or above the log end (Kafka's
+ * OFFSET_OUT_OF_RANGE); -EIO if a batch in the run failed its checksum
+ * (the run is not returned). Batches are checked like log_read's bytes
+ * (lazily, once per open), so corrupt bytes are never shipped.
+ *
+ * Reads by offset are not subject to the truncation check of log_read:
+ * a follower fences its fetches by leader epoch (log_epoch_end).
+ */
+int log_read_batches(struct log_cursor *c, uint64_t offset,
+		     enum log_upto upto, size_t max_bytes,
+		     struct log_batch_run *run);
+
+/*
+ * Append batches as stored (a leader's run, section 10 of FORMAT.md):
+ * meta is the run's meta bytes, data its data bytes. Every batch is
+ * checked before anything is written: header checksum and limits, record
+ * lengths, and the CRC of lengths and payload; within the run offsets,
+ * positions, epochs and timestamps must follow on. The first batch must
+ * start at the log end offset and position, with an epoch no lower than
+ * the newest epoch entry and a timestamp no lower than the newest stored.
+ * Batch boundaries, record lengths, epochs, timestamps, codec and the
+ * stored (compressed) bytes are kept as they are; a batch whose codec is
+ * not the active segment's rolls the segment. A batch with a new epoch
+ * adds an epoch entry at its base offset.
+ *
+ * Errors, each leaving the log exactly as before:
+ *   -EBADMSG  the bytes are not a well-formed run (framing, a checksum,
+ *             lengths, or offsets/positions/epochs/timestamps that do
+ *             not follow on inside the run, or bytes left over)
+ *   -EINVAL   a well-formed run that does not continue this log (base
+ *             offset or position is not the log end, epoch or timestamp
+ *             lower than this log's newest), or meta_len == 0
+ *   -EROFS, -ENOSPC, -EIO as for log_append
+ * info (may be NULL) is filled as by log_append, timestamp_ms being the
+ * last batch's.
+ */
+int log_append_batches(struct log *l, const void *meta, size_t meta_len,
+		       const void *data, size_t data_len,
+		       struct log_append_info *info);
+
+/*
+ * A new leader records where its epoch starts: epoch begins at the log
+ * end offset, without appending anything (Kafka PR #5678, KAFKA-7415),
+ * so that a follower asking for the end of the previous epoch gets the
+ * right answer before the new leader has written a record. Durable when
+ * it returns (the epoch checkpoint is replaced). An epoch equal to the
+ * newest is a no-op; -EINVAL if lower. An entry for an earlier epoch
+ * that starts at the same offset (it wrote nothing) is replaced, as
+ * Kafka's cache does.
+ */
+int log_begin_epoch(struct log *l, uint32_t epoch);
+
+/*
+ * Kafka's truncateFullyAndStartAt: remove every record and restart the
+ * log empty at offset, whose first byte will be at partition position pos
+ * (the leader's log start: both must be the leader's, so that offsets
+ * and partition streams stay identical across replicas). The epoch
+ * cache is emptied; the high watermark and recovery point become offset.
+ * For a follower whose log lies wholly behind the leader's start (or
+ * diverges from it entirely). Readers that were shown removed bytes get
+ * -ESTALE (see log_read).
+ */
+int log_truncate_fully(struct log *l, uint64_t offset, uint64_t pos);
+
+/*
+ * Kafka's maybeIncrementLogStartOffset: move the log start up to offset
+ * (a follower following its leader's log start). Whole segments below
+ * the new start are deleted once the new start is checkpointed; a start
+ * inside a segment hides the records below it. No-op if offset is at or
+ * below the log start; -ERANGE if above the high watermark.
+ */
+int log_advance_start(struct log *l, uint64_t offset);
+
+/*
+ * Make every record below offset durable. Returns 0 at once, without a
+ * system call, if they already are (the recovery point is at or past
+ * offset). Otherwise fdatasyncs the .log and .meta files of the segments
+ * from the recovery point to the current log end (everything appended so
+ * far, so that concurrent callers share one sync: they wait on the
+ * partition's flush lock and find their offset covered), the .index of a
+ * sealed segment once, and the directory only if segments were created
+ * or removed since the last sync. An append-only commit in the active
+ * segment thus costs two fdatasyncs. The new recovery point is kept in
+ * memory; the checkpoint file is written by log_checkpoint. An offset
+ * past the log end syncs to the log end. A failed sync sets the sticky
+ * error (-EIO, then -EROFS).
+ */
+int log_sync_to(struct log *l, uint64_t offset);
+
+/*
+ * Write the checkpoint file (log start, recovery point, high watermark)
+ * if any of them changed since it was last written; nothing otherwise.
+ * The broker calls it on its own schedule (every 5 s and at shutdown, as
+ * Kafka checkpoints its high watermark), not per commit. After a crash
+ * the log is recovered from the recovery point last checkpointed, which
+ * may be older than the durable one: recovery then checks more, and
+ * loses nothing that was synced.
+ */
+int log_checkpoint(struct log *l);
+
+/*
+ * Wake-ups. The change sequence grows whenever the log end offset, the
+ * high watermark or the log start moves (appends, log_set_hw,
+ * truncations), and when log_wake is called. A long-polling fetch reads
+ * it, finds nothing to send, and waits for it to move past what it saw:
+ * log_wait_change returns 0 as soon as the sequence differs from seen
+ * (at once if it already does), or -ETIMEDOUT at deadline, a
+ * CLOCK_MONOTONIC time (NULL: no deadline). No polling: a condition
+ * variable, signalled only when someone waits.
+ */
+uint64_t log_change_seq(struct log *l);
+int log_wait_change(struct log *l, uint64_t seen,
+		    const struct timespec *deadline);
+/* Move the sequence and wake every waiter (shutdown, leadership change). */
+void log_wake(struct log *l);
 
 /*
  * Check the checksum of every stored batch not yet checked since open

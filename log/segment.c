@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,17 +56,42 @@ void seg_unlink_files(int dir_fd, uint64_t base, const char *suffix)
 	}
 }
 
-void seg_doom(struct seg *s)
+/* Rename a segment's files from suffix `from` to suffix `to`. */
+static int seg_rename_files(struct seg *s, const char *from, const char *to)
 {
-	char name[64], gone[80];
+	char name[64], a[80], b[80];
+	int rc = 0;
 
 	for (size_t i = 0; i < 3; i++) {
 		seg_file_name(name, sizeof(name), s->base_offset, seg_exts[i]);
-		snprintf(gone, sizeof(gone), "%s.deleted", name);
-		renameat(s->dir_fd, name, s->dir_fd, gone);
+		snprintf(a, sizeof(a), "%s%s", name, from);
+		snprintf(b, sizeof(b), "%s%s", name, to);
+		if (renameat(s->dir_fd, a, s->dir_fd, b) < 0 && rc == 0)
+			rc = -errno;
 	}
+	return rc;
+}
+
+int seg_hide(struct seg *s)
+{
+	return seg_rename_files(s, "", ".deleted");
+}
+
+int seg_unhide(struct seg *s)
+{
+	return seg_rename_files(s, ".deleted", "");
+}
+
+void seg_doom_hidden(struct seg *s)
+{
 	atomic_store(&s->doomed, true);
 	seg_unref(s);
+}
+
+void seg_doom(struct seg *s)
+{
+	seg_hide(s);
+	seg_doom_hidden(s);
 }
 
 static struct seg *seg_alloc(int dir_fd, uint64_t base_offset)
@@ -101,7 +127,7 @@ void seg_unref(struct seg *s)
 {
 	if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
 		return;
-	if (atomic_load(&s->doomed))
+	if (atomic_load(&s->doomed) && !s->replaced)
 		seg_unlink_files(s->dir_fd, s->base_offset, ".deleted");
 	seg_free(s);
 }
@@ -490,13 +516,25 @@ uint64_t seg_index_entries(const uint8_t *idx, uint64_t size,
 
 int seg_sync(struct seg *s)
 {
+	int rc = seg_sync_data(s);
+
+	if (rc == 0)
+		rc = io_fdatasync(s->idx_fd);
+	return rc;
+}
+
+int seg_sync_data(struct seg *s)
+{
 	int rc = io_fdatasync(s->log_fd);
 
 	if (rc == 0)
 		rc = io_fdatasync(s->meta_fd);
-	if (rc == 0)
-		rc = io_fdatasync(s->idx_fd);
 	return rc;
+}
+
+int seg_sync_index(struct seg *s)
+{
+	return io_fdatasync(s->idx_fd);
 }
 
 /* ---- walking batch headers --------------------------------------------- */
@@ -847,17 +885,14 @@ static int seg_find(struct seg *s, enum seg_key k, uint64_t want,
 						 memory_order_acquire);
 	uint32_t count = atomic_load_explicit(&s->idx_count,
 					      memory_order_acquire);
-	struct meta_scan *m;
+	struct meta_scan m; /* on the stack: lookups allocate nothing */
 	uint64_t meta_pos;
 	int rc;
 
-	m = malloc(sizeof(*m));
-	if (!m)
-		return -ENOMEM;
-	meta_scan_init(m, s, meta_end);
+	meta_scan_init(&m, s, meta_end);
 	meta_pos = seg_idx_floor(s, count, k, want);
 	for (;;) {
-		rc = meta_scan_hdr(m, meta_pos, &b->h);
+		rc = meta_scan_hdr(&m, meta_pos, &b->h);
 		if (rc < 0)
 			break;
 		if (seg_batch_matches(&b->h, k, want)) {
@@ -866,7 +901,6 @@ static int seg_find(struct seg *s, enum seg_key k, uint64_t want,
 		}
 		meta_pos += batch_meta_size(b->h.count);
 	}
-	free(m);
 	if (rc == -ENOENT && k != KEY_TIME)
 		rc = -EIO; /* the caller checked the range: lookups must hit */
 	/* An index entry not checked by seg_load can point past the batch
@@ -1115,6 +1149,38 @@ static int seg_verify_locked(struct seg *s, uint64_t a, uint64_t b,
 	return rc;
 }
 
+/*
+ * The buffer a verification reads payload through: one per thread,
+ * allocated at its first verification and freed when the thread ends,
+ * so that reads allocate nothing per call.
+ */
+static pthread_key_t verify_buf_key;
+static pthread_once_t verify_buf_once = PTHREAD_ONCE_INIT;
+static bool verify_buf_key_ok;
+
+static void verify_buf_key_make(void)
+{
+	verify_buf_key_ok = pthread_key_create(&verify_buf_key, free) == 0;
+}
+
+static uint8_t *verify_buf(void)
+{
+	uint8_t *buf;
+
+	pthread_once(&verify_buf_once, verify_buf_key_make);
+	if (!verify_buf_key_ok)
+		return NULL;
+	buf = pthread_getspecific(verify_buf_key);
+	if (buf)
+		return buf;
+	buf = malloc(VERIFY_CHUNK_BYTES);
+	if (buf && pthread_setspecific(verify_buf_key, buf) != 0) {
+		free(buf);
+		buf = NULL;
+	}
+	return buf;
+}
+
 int seg_verify_range(struct seg *s, uint64_t a, uint64_t b)
 {
 	uint32_t n;
@@ -1124,9 +1190,8 @@ int seg_verify_range(struct seg *s, uint64_t a, uint64_t b)
 		pthread_mutex_lock(&s->verify_lock);
 		if (!(s->win_valid && s->win_start <= a && b <= s->win_end) &&
 		    atomic_load(&s->verified_pos) < b) {
-			uint8_t *buf = malloc(VERIFY_CHUNK_BYTES);
+			uint8_t *buf = verify_buf();
 			rc = buf ? seg_verify_locked(s, a, b, buf) : -ENOMEM;
-			free(buf);
 		}
 		pthread_mutex_unlock(&s->verify_lock);
 		if (rc < 0)
@@ -1143,4 +1208,157 @@ int seg_verify_range(struct seg *s, uint64_t a, uint64_t b)
 uint32_t seg_bad_count(struct seg *s)
 {
 	return atomic_load_explicit(&s->n_bad, memory_order_acquire);
+}
+
+/* ---- replication ------------------------------------------------------- */
+
+int seg_scan_run(struct seg *s, const struct seg_batch *b, uint64_t limit,
+		 uint64_t max_bytes, struct seg_run *r)
+{
+	uint64_t meta_end = atomic_load_explicit(&s->meta_end,
+						 memory_order_acquire);
+	struct meta_scan m; /* on the stack: fetches allocate nothing */
+	uint64_t meta_pos = b->meta_pos;
+	struct batch_hdr h = b->h;
+	int rc = 0;
+
+	*r = (struct seg_run){
+		.meta_pos = b->meta_pos,
+		.data_pos = b->h.data_pos,
+		.end_offset = b->h.base_offset,
+		.end_pos = b->h.pos,
+		.first_epoch = b->h.epoch,
+	};
+	meta_scan_init(&m, s, meta_end);
+	for (;;) {
+		uint64_t msize = batch_meta_size(h.count);
+
+		if (h.base_offset + h.count > limit)
+			break;
+		if (r->batches > 0 &&
+		    r->meta_len + msize + r->data_len + h.stored_len > max_bytes)
+			break;
+		/* Stored batches are contiguous (checked at load): a header
+		 * that says otherwise is damage, reported not shipped. */
+		if (h.base_offset != r->end_offset || h.pos != r->end_pos ||
+		    h.data_pos != r->data_pos + r->data_len)
+			return -EIO;
+		r->meta_len += msize;
+		r->data_len += h.stored_len;
+		r->end_offset += h.count;
+		r->end_pos += h.logical_len;
+		r->last_epoch = h.epoch;
+		r->max_ts = h.max_ts;
+		r->batches++;
+		meta_pos += msize;
+		rc = meta_scan_hdr(&m, meta_pos, &h);
+		if (rc == -ENOENT)
+			return 0; /* the end of the segment */
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* A file of the clone being made: "<base>.<ext>.tmp". */
+static int seg_open_tmp(int dir_fd, uint64_t base, const char *ext)
+{
+	char name[64], tmp[80];
+	int fd;
+
+	seg_file_name(name, sizeof(name), base, ext);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", name);
+	fd = openat(dir_fd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	return fd < 0 ? -errno : fd;
+}
+
+static void seg_unlink_tmp(int dir_fd, uint64_t base)
+{
+	seg_unlink_files(dir_fd, base, ".tmp");
+}
+
+/* Rename the clone's three files over the segment's names. */
+static int seg_rename_tmp(int dir_fd, uint64_t base)
+{
+	char name[64], tmp[80];
+
+	for (size_t i = 0; i < 3; i++) {
+		seg_file_name(name, sizeof(name), base, seg_exts[i]);
+		snprintf(tmp, sizeof(tmp), "%s.tmp", name);
+		if (renameat(dir_fd, tmp, dir_fd, name) < 0)
+			return -errno;
+	}
+	return 0;
+}
+
+/* Carry s's verification of the prefix t over to its clone n. */
+static void seg_clone_verified(struct seg *s, const struct seg_tail *t,
+			       struct seg *n)
+{
+	uint32_t nbad;
+
+	pthread_mutex_lock(&s->verify_lock);
+	if (atomic_load(&s->verified_pos) >= t->end_pos) {
+		atomic_store(&n->verified_pos, t->end_pos);
+		n->verify_meta = t->meta_end;
+	} else {
+		atomic_store(&n->verified_pos, atomic_load(&s->verified_pos));
+		n->verify_meta = s->verify_meta;
+	}
+	nbad = atomic_load(&s->n_bad);
+	for (uint32_t i = 0; i < nbad; i++) {
+		if (s->bad[i].start < t->end_pos)
+			n->bad[n->n_bad++] = s->bad[i];
+	}
+	pthread_mutex_unlock(&s->verify_lock);
+}
+
+int seg_clone_prefix(struct seg *s, const struct seg_tail *t,
+		     struct seg **out)
+{
+	uint64_t idx_len = (uint64_t)t->idx_count * INDEX_ENTRY_SIZE;
+	struct seg *n;
+	int rc;
+
+	n = seg_alloc(s->dir_fd, s->base_offset);
+	if (!n)
+		return -ENOMEM;
+	n->base_pos = s->base_pos;
+	n->created_ms = s->created_ms;
+	n->codec = s->codec;
+	rc = n->log_fd = seg_open_tmp(s->dir_fd, s->base_offset, "log");
+	if (rc >= 0)
+		rc = n->idx_fd = seg_open_tmp(s->dir_fd, s->base_offset, "index");
+	if (rc >= 0)
+		rc = n->meta_fd = seg_open_tmp(s->dir_fd, s->base_offset, "meta");
+	if (rc >= 0)
+		rc = io_copy_range(n->meta_fd, s->meta_fd, t->meta_end);
+	if (rc >= 0)
+		rc = io_copy_range(n->log_fd, s->log_fd, t->data_end);
+	if (rc >= 0 && idx_len > 0)
+		rc = io_pwrite_full(n->idx_fd, s->idx_map, idx_len, 0);
+	if (rc >= 0)
+		rc = seg_map_index(n, s->idx_cap);
+	if (rc >= 0)
+		rc = seg_sync(n);
+	if (rc >= 0)
+		rc = seg_rename_tmp(s->dir_fd, s->base_offset);
+	if (rc < 0)
+		goto out_unlink;
+	n->w = *t;
+	n->w.idx_alloc = idx_len;
+	n->first_ts = t->end_offset > s->base_offset ? s->first_ts : -1;
+	seg_idx_reload_last(n, t->idx_count);
+	seg_clone_verified(s, t, n);
+	seg_store_end(n, &n->w);
+	/* s's names now belong to n: its last reader unlinks nothing. */
+	s->replaced = true;
+	atomic_store(&s->doomed, true);
+	*out = n;
+	return 0;
+
+out_unlink:
+	seg_unlink_tmp(s->dir_fd, s->base_offset);
+	seg_free(n);
+	return rc;
 }

@@ -45,6 +45,7 @@ struct seg_bad {
 struct seg {
 	atomic_int refs;
 	atomic_bool doomed;
+	bool replaced; /* set with doomed: a clone took the names (no unlink) */
 	int dir_fd; /* borrowed from the partition, which outlives it */
 
 	uint64_t base_offset;
@@ -63,6 +64,8 @@ struct seg {
 	_Atomic uint64_t meta_end;    /* (published) .meta bytes */
 	_Atomic int64_t max_ts;       /* (published) -1 while empty */
 	_Atomic uint32_t last_epoch;  /* (published) epoch of the last batch */
+
+	bool idx_synced;        /* (flush_lock) sealed, and its index synced */
 
 	struct seg_tail w;      /* (appender) written, maybe not yet published */
 	int64_t first_ts;       /* (appender) timestamp of the first batch */
@@ -184,7 +187,11 @@ int seg_seal(struct seg *s);
 uint64_t seg_index_entries(const uint8_t *idx, uint64_t size,
 			   bool *tail_zero);
 
+/* fdatasync all three files; seg_sync_data: .log and .meta only (what
+ * a commit needs); seg_sync_index: .index only. */
 int seg_sync(struct seg *s);
+int seg_sync_data(struct seg *s);
+int seg_sync_index(struct seg *s);
 
 /* Batch containing offset (base_offset <= off < end_offset). */
 int seg_find_offset(struct seg *s, uint64_t off, struct seg_batch *b);
@@ -215,6 +222,39 @@ int seg_verify_range(struct seg *s, uint64_t a, uint64_t b);
 /* Number of bad batches found so far (scrub report). */
 uint32_t seg_bad_count(struct seg *s);
 
+/* A run of whole batches in one segment (see log_read_batches). */
+struct seg_run {
+	uint64_t meta_pos, meta_len; /* in .meta */
+	uint64_t data_pos, data_len; /* in .log */
+	uint64_t end_offset, end_pos;
+	uint32_t batches, first_epoch, last_epoch;
+	int64_t max_ts;
+};
+
+/*
+ * Walk the published batches from b on, while each ends at or below
+ * offset limit and the run stays within max_bytes of .meta and .log
+ * together (the first batch is taken whatever its size, if it ends at or
+ * below limit). r->batches is 0 if b itself ends past limit. -EIO if a
+ * header cannot be decoded or does not follow on.
+ */
+int seg_scan_run(struct seg *s, const struct seg_batch *b, uint64_t limit,
+		 uint64_t max_bytes, struct seg_run *r);
+
+/*
+ * Make a new segment holding only the prefix t of s (an earlier tail of
+ * it): its files are written as "<name>.tmp", synced and renamed over
+ * s's names, so that readers holding s keep its files, now nameless and
+ * unchanged, until they let go. On success s is marked doomed and
+ * replaced (its last unref unlinks nothing) and *out is the clone with
+ * one reference; the caller drops the table's reference to s. On failure
+ * s is untouched and the temporary files are removed. After a crash at
+ * any point the segment's files hold, name by name, either s or the
+ * clone: both end in the same prefix, which recovery keeps.
+ */
+int seg_clone_prefix(struct seg *s, const struct seg_tail *t,
+		     struct seg **out);
+
 static inline void seg_ref(struct seg *s)
 {
 	atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
@@ -226,6 +266,12 @@ static inline void seg_ref(struct seg *s)
  * are unlinked when the last reader lets go.
  */
 void seg_doom(struct seg *s);
+
+/* seg_doom in two steps: rename the files to *.deleted (seg_unhide
+ * renames them back), then mark doomed and drop the reference. */
+int seg_hide(struct seg *s);
+int seg_unhide(struct seg *s);
+void seg_doom_hidden(struct seg *s);
 
 /* Drop a reference; the last one closes (and unlinks a doomed segment). */
 void seg_unref(struct seg *s);

@@ -671,7 +671,11 @@ static void test_truncate_and_epochs(void **state)
 		}
 	}
 	log_set_hw(l, m.n);
-	assert_int_equal(log_epoch_end(l, 0, &ep, &end), -ERANGE);
+	/* Older than the first entry: Kafka answers (that epoch, the first
+	 * entry's start). */
+	assert_int_equal(log_epoch_end(l, 0, &ep, &end), 0);
+	assert_int_equal(ep, 0);
+	assert_int_equal(end, 0);
 	assert_int_equal(log_epoch_end(l, 1, &ep, &end), 0);
 	assert_int_equal(ep, 1);
 	assert_int_equal(end, 400);
@@ -690,7 +694,10 @@ static void test_truncate_and_epochs(void **state)
 	assert_int_equal(leo, 600);
 	m.n = 600;
 	check_model(l, &m, 100);
+	/* Epoch 4's entry went; 3 is the newest and ends at the log end. */
 	assert_int_equal(log_epoch_end(l, 4, &ep, &end), 0);
+	assert_int_equal(ep, LOG_EPOCH_UNDEFINED);
+	assert_int_equal(log_epoch_end(l, 3, &ep, &end), 0);
 	assert_int_equal(ep, 3);
 	assert_int_equal(end, 600);
 	/* Inside a batch: cut to the batch start. */
@@ -704,8 +711,12 @@ static void test_truncate_and_epochs(void **state)
 	l = tu_open(dir, &cfg);
 	log_set_hw(l, m.n);
 	check_model(l, &m, 100);
-	/* Epoch 3 began at 400 and was cut away whole: epoch 1 goes on. */
+	/* Epoch 3 began at 400 and was cut away whole: epoch 1 goes on,
+	 * and epoch 3 is newer than every entry (Kafka: undefined). */
 	assert_int_equal(log_epoch_end(l, 3, &ep, &end), 0);
+	assert_int_equal(ep, LOG_EPOCH_UNDEFINED);
+	assert_int_equal(end, LOG_OFFSET_UNDEFINED);
+	assert_int_equal(log_epoch_end(l, 1, &ep, &end), 0);
 	assert_int_equal(ep, 1);
 	assert_int_equal(end, m.n);
 	/* Truncate to a segment boundary and to the very start. */

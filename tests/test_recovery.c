@@ -1148,7 +1148,12 @@ static void test_failed_write_undone(void **state)
 		expect_same_state(l, &before);
 		expect_snapshot(&snap, dir);
 		expect_log(l, &m);
+		/* The epoch-2 entry went with the append: epoch 2 is newer
+		 * than every entry (Kafka: undefined), epoch 1 runs on. */
 		assert_int_equal(log_epoch_end(l, 2, &found, &end), 0);
+		assert_int_equal(found, LOG_EPOCH_UNDEFINED);
+		assert_int_equal(end, LOG_OFFSET_UNDEFINED);
+		assert_int_equal(log_epoch_end(l, 1, &found, &end), 0);
 		assert_int_equal(found, 1);
 		assert_int_equal(end, m.n);
 
