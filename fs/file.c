@@ -206,8 +206,21 @@ void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	pthread_mutex_unlock(&fs->lock);
 	fi->fh = (uint64_t)(uintptr_t)fh;
 	if (fuse_reply_open(req, fi) == -ENOENT) {
-		/* The open was interrupted: undo it. */
+		/*
+		 * The open was interrupted: the kernel will never release
+		 * this handle, so undo the open completely (off the list,
+		 * the topic reference dropped, the group left).
+		 */
 		fi->fh = 0;
+		pthread_mutex_lock(&fs->lock);
+		if (fh->prev)
+			fh->prev->next = fh->next;
+		else
+			fs->open_files = fh->next;
+		if (fh->next)
+			fh->next->prev = fh->prev;
+		pthread_mutex_unlock(&fs->lock);
+		fh_free(fh);
 	}
 	node_put(&n);
 	return;
