@@ -755,12 +755,10 @@ int broker_close(struct broker *b)
 	return 0;
 }
 
-
 /* Run fn on every partition of every topic. */
-
-/* Run fn on every partition of every topic. */
-static void broker_each_part(struct broker *b, void (*fn)(struct part *, int64_t),
-			     int64_t arg)
+static void broker_each_part(struct broker *b,
+			     void (*fn)(struct part *, const struct tick_now *),
+			     const struct tick_now *arg)
 {
 	struct topic *ts[64];
 	uint64_t after = 0;
@@ -777,7 +775,7 @@ static void broker_each_part(struct broker *b, void (*fn)(struct part *, int64_t
 	}
 }
 
-void broker_tick(struct broker *b, int64_t now)
+void broker_tick(struct broker *b, const struct tick_now *now)
 {
 	struct topic *ts[64];
 	uint64_t after = 0;
@@ -793,7 +791,7 @@ void broker_tick(struct broker *b, int64_t now)
 	}
 }
 
-static void scrub_one(struct part *p, int64_t unused)
+static void scrub_one(struct part *p, const struct tick_now *unused)
 {
 	(void)unused;
 	part_scrub(p);
@@ -801,5 +799,5 @@ static void scrub_one(struct part *p, int64_t unused)
 
 void broker_scrub(struct broker *b)
 {
-	broker_each_part(b, scrub_one, 0);
+	broker_each_part(b, scrub_one, NULL);
 }

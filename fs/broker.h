@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "clock.h"
 #include "topic.h"
 
 struct broker;
@@ -42,8 +43,12 @@ int broker_close(struct broker *b);
 
 const char *broker_datadir(const struct broker *b);
 
-/* Retention and periodic flush; call about once a second. */
-void broker_tick(struct broker *b, int64_t now_ms);
+/*
+ * Retention (against now->wall_ms) and the periodic flush and member
+ * eviction (intervals against now->mono_ms, clock.h); call about once a
+ * second with clock_now(). Tests drive both clocks by hand.
+ */
+void broker_tick(struct broker *b, const struct tick_now *now);
 
 /* Check every stored batch not checked since the mount (background). */
 void broker_scrub(struct broker *b);

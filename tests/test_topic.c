@@ -14,7 +14,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "config.h"
+#include "group.h"
 #include "io.h"
 #include "broker.h"
 #include "part.h"
@@ -498,6 +500,47 @@ static void test_crash_at_every_step_of_delete(void **state)
 	assert_true(absent >= 1);
 }
 
+/*
+ * Member eviction is an interval on the monotonic clock: a tick whose wall
+ * clock jumped a day ahead (a clock step) evicts nobody, one whose
+ * monotonic clock passed max.poll.interval.ms does. The tick takes both
+ * clocks as arguments, so the test drives them without touching the
+ * system clock.
+ */
+static void test_eviction_follows_the_monotonic_clock(void **state)
+{
+	char *dir = tu_mkdtemp();
+	struct broker *b = open_broker(dir, 1);
+	struct tick_now now;
+	struct member *m;
+	struct group *g;
+	struct topic *t;
+
+	(void)state;
+	assert_int_equal(broker_topic_create(b, "t"), 0);
+	t = broker_topic_get(b, "t");
+	assert_non_null(t);
+	assert_int_equal(groups_lookup(topic_groups(t), "g", &g), 0);
+	assert_int_equal(group_setxattr(g, "max.poll.interval.ms",
+					"60000", 5), 0);
+	assert_int_equal(member_join(g, getpid(), &m), 0);
+
+	now = clock_now();
+	now.wall_ms += 24 * 3600 * 1000LL;
+	broker_tick(b, &now);
+	assert_int_equal(member_commit(m), 0);
+
+	now = clock_now();
+	now.mono_ms += 61000;
+	broker_tick(b, &now);
+	assert_int_equal(member_commit(m), -ETIMEDOUT);
+
+	member_leave(m);
+	topic_put(t);
+	broker_close(b);
+	tu_rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -507,6 +550,7 @@ int main(void)
 		cmocka_unit_test(test_partition_growth_is_all_or_nothing),
 		cmocka_unit_test(test_crash_at_every_step_of_create),
 		cmocka_unit_test(test_crash_at_every_step_of_delete),
+		cmocka_unit_test(test_eviction_follows_the_monotonic_clock),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
