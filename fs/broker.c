@@ -33,10 +33,15 @@ struct broker {
 	int dir_fd, topics_fd, trash_fd;
 	int lock_fd;
 	uint32_t num_partitions;
+	pthread_mutex_t id_lock;        /* next_id and its file */
+	uint64_t next_id;               /* the next topic id to give */
 	pthread_rwlock_t lock;          /* protects the fields below */
 	struct topic **topics;          /* loaded topics, in id order */
 	size_t ntopics, cap;
-	uint64_t next_id;               /* the next topic id to give */
+	/* Names of topics being created or deleted: reserved while their
+	 * disk work runs outside the lock. */
+	char (*busy)[TOPIC_NAME_MAX + 1];
+	size_t nbusy, busy_cap;
 	struct topic_failure *failed;   /* stored topics that did not load */
 	unsigned nfailed;
 	size_t failed_cap;
@@ -130,16 +135,19 @@ static int load_identity(int dfd, uint64_t *id, char uuid[TOPIC_UUID_LEN + 1])
 static int broker_take_id(struct broker *b, struct topic *t)
 {
 	char text[32], uuid[TOPIC_UUID_LEN + 1];
-	int n, rc;
+	int n, rc = -ENOSPC;
 
+	pthread_mutex_lock(&b->id_lock);
 	if (b->next_id > TOPIC_ID_MAX)
-		return -ENOSPC;
+		goto out_unlock;
 	n = snprintf(text, sizeof(text), "%" PRIu64 "\n", b->next_id + 1);
 	rc = io_replace_file(b->dir_fd, NEXT_ID_FILE, text, (size_t)n);
 	if (rc == 0)
 		rc = topic_new_uuid(uuid);
 	if (rc == 0)
 		topic_set_identity(t, b->next_id++, uuid);
+out_unlock:
+	pthread_mutex_unlock(&b->id_lock);
 	return rc;
 }
 
@@ -212,6 +220,46 @@ static struct topic *broker_find(struct broker *b, const char *name)
 	return NULL;
 }
 
+/* Whether name is reserved by a creation or deletion; broker lock held. */
+static bool broker_busy(struct broker *b, const char *name)
+{
+	for (size_t i = 0; i < b->nbusy; i++) {
+		if (strcmp(b->busy[i], name) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Reserve name (not busy); broker write lock held. */
+static int broker_reserve(struct broker *b, const char *name)
+{
+	if (grow(&b->busy, &b->busy_cap, b->nbusy + 1, sizeof(*b->busy)) < 0)
+		return -ENOMEM;
+	snprintf(b->busy[b->nbusy++], sizeof(*b->busy), "%s", name);
+	return 0;
+}
+
+/* Give back a name that broker_reserve took, if it is still reserved;
+ * broker write lock held. */
+static void broker_unreserve(struct broker *b, const char *name)
+{
+	for (size_t i = 0; i < b->nbusy; i++) {
+		if (strcmp(b->busy[i], name) == 0) {
+			memcpy(b->busy[i], b->busy[--b->nbusy],
+			       sizeof(*b->busy));
+			break;
+		}
+	}
+}
+
+/* The same, taking the write lock. */
+static void broker_release(struct broker *b, const char *name)
+{
+	pthread_rwlock_wrlock(&b->lock);
+	broker_unreserve(b, name);
+	pthread_rwlock_unlock(&b->lock);
+}
+
 static struct topic_failure *broker_find_failure(struct broker *b,
 						 const char *name)
 {
@@ -256,19 +304,27 @@ unsigned broker_failures(struct broker *b, unsigned from,
 	return n;
 }
 
-/* Open a topic's partitions and groups and enter it in the table; broker
- * write lock held (or the broker not yet shared). */
-static int broker_start(struct broker *b, struct topic *t, uint32_t *failed)
+/* Open a topic's partitions and groups (disk work: no broker lock). */
+static int broker_open_topic(struct topic *t, uint32_t *failed)
 {
 	struct groups *gs;
 	int rc = topic_start(t, failed);
 
 	if (rc == 0)
 		rc = groups_open(t, topic_dir(t), &gs);
-	if (rc == 0) {
+	if (rc == 0)
 		topic_set_groups(t, gs, groups_close);
+	return rc;
+}
+
+/* Open a topic and enter it in the table; at mount, the broker not yet
+ * shared. */
+static int broker_start(struct broker *b, struct topic *t, uint32_t *failed)
+{
+	int rc = broker_open_topic(t, failed);
+
+	if (rc == 0)
 		rc = broker_add(b, t);
-	}
 	return rc;
 }
 
@@ -448,6 +504,10 @@ static int broker_name_taken(struct broker *b, const char *name)
  * step: after a crash at any point the next mount sees the whole topic or
  * none of it (a half-made one is in the trash, which the mount empties).
  * Nothing that this call did not make is ever removed.
+ *
+ * The name is reserved under the broker lock, the disk work is done
+ * without it (lookups, reads and writes of other topics go on), and the
+ * topic is entered in the table under the lock again.
  */
 int broker_topic_create(struct broker *b, const char *name)
 {
@@ -460,18 +520,22 @@ int broker_topic_create(struct broker *b, const char *name)
 	if (!topic_name_valid(name))
 		return -EINVAL;
 	pthread_rwlock_wrlock(&b->lock);
-	rc = broker_find(b, name) ? -EEXIST : broker_name_taken(b, name);
+	rc = broker_find(b, name) || broker_busy(b, name) ? -EEXIST :
+	     broker_name_taken(b, name);
+	if (rc == 0)
+		rc = broker_reserve(b, name);
+	pthread_rwlock_unlock(&b->lock);
 	if (rc < 0)
-		goto out_unlock;
+		return rc;
 	config_default(&cfg, b->num_partitions);
 	rc = -ENOMEM;
 	if (asprintf(&final, "%s/%s/%s", b->datadir, TOPICS_DIR, name) < 0) {
 		final = NULL;
-		goto out_unlock;
+		goto out_release;
 	}
 	t = topic_new(name, final, &cfg);
 	if (!t)
-		goto out_unlock;
+		goto out_release;
 	rc = broker_take_id(b, t);
 	step("id taken");
 	if (rc == 0 && asprintf(&staged, "%s/%s/%" PRIu64 "-%s", b->datadir,
@@ -512,7 +576,14 @@ int broker_topic_create(struct broker *b, const char *name)
 	if (rc == 0)
 		rc = io_fsync_dir(b->trash_fd);
 	if (rc == 0)
-		rc = broker_start(b, t, &failed);
+		rc = broker_open_topic(t, &failed);
+	if (rc == 0) {
+		pthread_rwlock_wrlock(&b->lock);
+		rc = broker_add(b, t);
+		if (rc == 0)
+			broker_unreserve(b, name); /* published */
+		pthread_rwlock_unlock(&b->lock);
+	}
 	if (rc < 0) {
 		/* Undo the publication: back into the trash it came from. */
 		if (staged && renameat2(b->topics_fd, name, AT_FDCWD, staged,
@@ -529,10 +600,10 @@ int broker_topic_create(struct broker *b, const char *name)
 out_put:
 	if (t) {
 		msg(LOG_ERR, "topic %s: cannot create: %s", name, strerror(-rc));
-		topic_put(t);
+		topic_put(t); /* removes what it staged, outside the lock */
 	}
-out_unlock:
-	pthread_rwlock_unlock(&b->lock);
+out_release:
+	broker_release(b, name);
 	free(staged);
 	free(final);
 	return rc;
@@ -540,7 +611,11 @@ out_unlock:
 
 /*
  * Delete a topic: its directory is renamed into the trash in one step
- * (synced), and removed there when its last user lets go.
+ * (synced), and removed there when its last user lets go. The name is
+ * reserved under the broker lock, the rename and syncs are done without
+ * it, and the topic leaves the table under the lock again. The removal
+ * of its files (topic_free) never runs under the lock: the table's
+ * reference is dropped after it is released.
  */
 int broker_topic_delete(struct broker *b, const char *name)
 {
@@ -550,20 +625,22 @@ int broker_topic_delete(struct broker *b, const char *name)
 
 	pthread_rwlock_wrlock(&b->lock);
 	t = broker_find(b, name);
-	if (!t) {
-		rc = -ENOENT;
-		goto out_unlock;
-	}
+	rc = !t || broker_busy(b, name) ? -ENOENT : broker_reserve(b, name);
+	if (rc == 0)
+		topic_get(t);
+	pthread_rwlock_unlock(&b->lock);
+	if (rc < 0)
+		return rc;
 	if (asprintf(&gone, "%s/%s/%" PRIu64 "-%s", b->datadir, TRASH_DIR,
 		     topic_id(t), name) < 0) {
 		rc = -ENOMEM;
-		goto out_unlock;
+		goto out_release;
 	}
 	if (renameat2(b->topics_fd, name, AT_FDCWD, gone,
 		      RENAME_NOREPLACE) < 0) {
 		rc = -errno;
 		free(gone);
-		goto out_unlock;
+		goto out_release;
 	}
 	step("moved to the trash");
 	if (io_fsync_dir(b->topics_fd) < 0 || io_fsync_dir(b->trash_fd) < 0)
@@ -571,11 +648,15 @@ int broker_topic_delete(struct broker *b, const char *name)
 		    "crash: syncing the data directory failed", name);
 	topic_move(t, gone);
 	topic_set_deleted(t, true);
+	pthread_rwlock_wrlock(&b->lock);
 	broker_remove(b, t);
-	msg(LOG_INFO, "topic %s deleted", name);
-	topic_put(t);
-out_unlock:
+	broker_unreserve(b, name);
 	pthread_rwlock_unlock(&b->lock);
+	msg(LOG_INFO, "topic %s deleted", name);
+	topic_put(t); /* the table's */
+out_release:
+	broker_release(b, name);
+	topic_put(t); /* ours: the last reference removes the files */
 	return rc;
 }
 
@@ -670,6 +751,7 @@ int broker_open(const struct broker_opts *o, struct broker **out)
 		return -ENOMEM;
 	b->lock_fd = b->dir_fd = b->topics_fd = b->trash_fd = -1;
 	b->num_partitions = o->num_partitions;
+	pthread_mutex_init(&b->id_lock, NULL);
 	pthread_rwlock_init(&b->lock, NULL);
 	b->datadir = realpath(o->datadir, NULL);
 	if (!b->datadir && errno == ENOENT && mkdir_p(o->datadir) == 0)
@@ -730,6 +812,7 @@ out_free:
 		close(b->dir_fd);
 	free(b->datadir);
 	pthread_rwlock_destroy(&b->lock);
+	pthread_mutex_destroy(&b->id_lock);
 	free(b);
 	return rc;
 }
@@ -744,6 +827,7 @@ int broker_close(struct broker *b)
 	for (size_t i = 0; i < b->ntopics; i++)
 		topic_put(b->topics[i]);
 	free(b->topics);
+	free(b->busy);
 	free(b->failed);
 	close(b->topics_fd);
 	close(b->trash_fd);
@@ -751,6 +835,7 @@ int broker_close(struct broker *b)
 	close(b->dir_fd);
 	free(b->datadir);
 	pthread_rwlock_destroy(&b->lock);
+	pthread_mutex_destroy(&b->id_lock);
 	free(b);
 	return 0;
 }

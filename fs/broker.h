@@ -8,13 +8,20 @@
  *   DATADIR/topics/<topic>/          a topic (topic.h)
  *   DATADIR/trash/<id>-<topic>/      topics being created or deleted
  *
- * A deleted topic disappears from the table at once; its files go when
- * its last reference does (topic.h).
+ * A deleted topic disappears from the table once its directory is in the
+ * trash; its files go when its last reference does (topic.h), never under
+ * the broker lock.
  *
  * Lock order of the broker core: broker lock (the table) -> topic lock
  * (its settings, partition creation) -> partition queue lock (part.h) ->
  * the log's own locks (log/log.c). Group locks (group.h) are taken
- * without any of these held, or after the topic's.
+ * without any of these held, or after the topic's. The id lock (the next
+ * topic id and its file) is taken with none of them held.
+ *
+ * The broker lock is held only for work in memory: a topic's creation or
+ * deletion reserves its name under it (no other creation or deletion of
+ * that name meanwhile), does its disk work without it, and enters or
+ * removes the topic under it again.
  */
 #ifndef TOPICFS_FS_BROKER_H
 #define TOPICFS_FS_BROKER_H
