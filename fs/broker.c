@@ -27,6 +27,16 @@
 #define TRASH_DIR "trash"
 #define IDENTITY_FILE "identity"
 #define NEXT_ID_FILE "next-topic-id"
+/* Threads that run the periodic flushes (flush.ms) of the ticks: so many
+ * slow partitions can be flushing at once without delaying the others. */
+#define FLUSH_WORKERS 4
+
+/* A partition whose periodic flush is due, with a reference to its topic. */
+struct flush_job {
+	struct topic *t;
+	struct part *p;
+	struct flush_job *next;
+};
 
 struct broker {
 	char *datadir;
@@ -45,7 +55,22 @@ struct broker {
 	struct topic_failure *failed;   /* stored topics that did not load */
 	unsigned nfailed;
 	size_t failed_cap;
+	/* The flush workers and their queue (taken with no other lock). */
+	pthread_mutex_t flush_lock;
+	pthread_cond_t flush_cond;
+	struct flush_job *flush_head, **flush_tail;
+	bool flush_stop;
+	pthread_t flushers[FLUSH_WORKERS];
+	unsigned nflushers;
 };
+
+/* Tests only: called by a flush worker before each flush. */
+static void (*flush_hook)(struct part *p);
+
+void broker_set_flush_hook(void (*hook)(struct part *p))
+{
+	flush_hook = hook;
+}
 
 /* Tests only: called with the name of each step of a topic's creation and
  * deletion, so that a test can stop the process there (kill -9). */
@@ -702,6 +727,86 @@ unsigned broker_topics_list(struct broker *b, uint64_t after,
 	return n;
 }
 
+/* ---- periodic flushes ---------------------------------------------------- */
+
+/* A flush worker: run queued flushes until stopped and the queue is empty. */
+static void *flush_main(void *arg)
+{
+	struct broker *b = arg;
+	struct flush_job *j;
+
+	pthread_mutex_lock(&b->flush_lock);
+	for (;;) {
+		while (!b->flush_head && !b->flush_stop)
+			pthread_cond_wait(&b->flush_cond, &b->flush_lock);
+		j = b->flush_head;
+		if (!j)
+			break;
+		b->flush_head = j->next;
+		if (!b->flush_head)
+			b->flush_tail = &b->flush_head;
+		pthread_mutex_unlock(&b->flush_lock);
+		if (flush_hook)
+			flush_hook(j->p);
+		part_tick_flush(j->p);
+		topic_put(j->t);
+		free(j);
+		pthread_mutex_lock(&b->flush_lock);
+	}
+	pthread_mutex_unlock(&b->flush_lock);
+	return NULL;
+}
+
+/* Start the flush workers; without any, ticks flush in their own thread. */
+static void broker_start_flushers(struct broker *b)
+{
+	pthread_mutex_init(&b->flush_lock, NULL);
+	pthread_cond_init(&b->flush_cond, NULL);
+	b->flush_tail = &b->flush_head;
+	while (b->nflushers < FLUSH_WORKERS &&
+	       pthread_create(&b->flushers[b->nflushers], NULL, flush_main,
+			      b) == 0)
+		b->nflushers++;
+	if (b->nflushers < FLUSH_WORKERS)
+		msg(LOG_WARNING, "only %u of %d flush threads could start",
+		    b->nflushers, FLUSH_WORKERS);
+}
+
+/* Finish the queued flushes and stop the workers. */
+static void broker_stop_flushers(struct broker *b)
+{
+	pthread_mutex_lock(&b->flush_lock);
+	b->flush_stop = true;
+	pthread_cond_broadcast(&b->flush_cond);
+	pthread_mutex_unlock(&b->flush_lock);
+	for (unsigned i = 0; i < b->nflushers; i++)
+		pthread_join(b->flushers[i], NULL);
+	pthread_cond_destroy(&b->flush_cond);
+	pthread_mutex_destroy(&b->flush_lock);
+}
+
+/* Hand p's due flush to a worker (t referenced for it), or run it here if
+ * no job can be made. */
+static void broker_queue_flush(struct broker *b, struct topic *t,
+			       struct part *p)
+{
+	struct flush_job *j = b->nflushers ? malloc(sizeof(*j)) : NULL;
+
+	if (!j) {
+		part_tick_flush(p);
+		return;
+	}
+	topic_get(t);
+	j->t = t;
+	j->p = p;
+	j->next = NULL;
+	pthread_mutex_lock(&b->flush_lock);
+	*b->flush_tail = j;
+	b->flush_tail = &j->next;
+	pthread_cond_signal(&b->flush_cond);
+	pthread_mutex_unlock(&b->flush_lock);
+}
+
 /* ---- the broker --------------------------------------------------------- */
 
 static int mkdir_p(const char *dir)
@@ -794,6 +899,7 @@ int broker_open(const struct broker_opts *o, struct broker **out)
 		    rc == -EINVAL ? "not a topic id" : strerror(-rc));
 		goto out_free;
 	}
+	broker_start_flushers(b);
 	rc = broker_load_topics(b);
 	if (rc < 0)
 		goto out_close;
@@ -824,6 +930,7 @@ const char *broker_datadir(const struct broker *b)
 
 int broker_close(struct broker *b)
 {
+	broker_stop_flushers(b);
 	for (size_t i = 0; i < b->ntopics; i++)
 		topic_put(b->topics[i]);
 	free(b->topics);
@@ -866,7 +973,19 @@ void broker_tick(struct broker *b, const struct tick_now *now)
 	uint64_t after = 0;
 	unsigned n;
 
-	broker_each_part(b, part_tick, now);
+	while ((n = broker_topics_list(b, after, ts, 64)) > 0) {
+		for (unsigned i = 0; i < n; i++) {
+			uint32_t np = topic_partitions(ts[i]);
+			for (uint32_t k = 0; k < np; k++) {
+				struct part *p = topic_part(ts[i], k);
+				if (part_tick(p, now))
+					broker_queue_flush(b, ts[i], p);
+			}
+			after = topic_id(ts[i]);
+			topic_put(ts[i]);
+		}
+	}
+	after = 0;
 	while ((n = broker_topics_list(b, after, ts, 64)) > 0) {
 		for (unsigned i = 0; i < n; i++) {
 			groups_tick(topic_groups(ts[i]), now);

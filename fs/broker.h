@@ -53,9 +53,15 @@ const char *broker_datadir(const struct broker *b);
 /*
  * Retention (against now->wall_ms) and the periodic flush and member
  * eviction (intervals against now->mono_ms, clock.h); call about once a
- * second with clock_now(). Tests drive both clocks by hand.
+ * second with clock_now(). Tests drive both clocks by hand. Due flushes
+ * are handed to a few flush threads: a tick never waits for a sync, and
+ * a partition whose last flush is still running is not queued again.
  */
 void broker_tick(struct broker *b, const struct tick_now *now);
+
+/* Tests only: hook(p) runs in a flush worker before p's periodic flush. */
+struct part;
+void broker_set_flush_hook(void (*hook)(struct part *p));
 
 /* Check every stored batch not checked since the mount (background). */
 void broker_scrub(struct broker *b);

@@ -55,6 +55,7 @@ struct part {
 	uint64_t unflushed;       /* records since the last flush */
 	struct repl_commit commit; /* the high watermark's owner */
 	int64_t last_flush_ms;     /* monotonic (clock.h) */
+	bool flush_queued;        /* a tick's flush is queued or running */
 };
 
 static uint64_t mono_us(void)
@@ -300,7 +301,7 @@ int part_sync(struct part *p)
 	return rc;
 }
 
-void part_tick(struct part *p, const struct tick_now *now)
+bool part_tick(struct part *p, const struct tick_now *now)
 {
 	bool due;
 
@@ -308,11 +309,20 @@ void part_tick(struct part *p, const struct tick_now *now)
 		msg(LOG_ERR, "topic %s partition %" PRIu32
 		       ": retention failed", p->topic, p->index);
 	pthread_mutex_lock(&p->q_lock);
-	due = p->unflushed > 0 &&
+	due = !p->flush_queued && p->unflushed > 0 &&
 	      now->mono_ms - p->last_flush_ms >= p->flush_ms;
-	pthread_mutex_unlock(&p->q_lock);
 	if (due)
-		part_sync(p);
+		p->flush_queued = true;
+	pthread_mutex_unlock(&p->q_lock);
+	return due;
+}
+
+void part_tick_flush(struct part *p)
+{
+	part_sync(p);
+	pthread_mutex_lock(&p->q_lock);
+	p->flush_queued = false;
+	pthread_mutex_unlock(&p->q_lock);
 }
 
 void part_scrub(struct part *p)

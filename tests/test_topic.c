@@ -670,6 +670,87 @@ static void test_create_and_delete_do_not_stall_other_topics(void **state)
 	tu_rmdir(dir);
 }
 
+/* The flush hook: stops the flush of slow_part until blk_go; notes that
+ * of fast_part. */
+static struct part *slow_part, *fast_part;
+static bool fast_flushed, tick_done;
+
+static void slow_flush_hook(struct part *p)
+{
+	pthread_mutex_lock(&blk_lock);
+	if (p == fast_part)
+		fast_flushed = true;
+	if (p == slow_part) {
+		blk_reached = true;
+		pthread_cond_broadcast(&blk_cond);
+		while (!blk_go)
+			pthread_cond_wait(&blk_cond, &blk_lock);
+	}
+	pthread_cond_broadcast(&blk_cond);
+	pthread_mutex_unlock(&blk_lock);
+}
+
+static void *tick_main(void *arg)
+{
+	struct tick_now now = clock_now();
+
+	now.mono_ms += 10000; /* every flush.ms=1 partition is due */
+	broker_tick(arg, &now);
+	pthread_mutex_lock(&blk_lock);
+	tick_done = true;
+	pthread_cond_broadcast(&blk_cond);
+	pthread_mutex_unlock(&blk_lock);
+	return NULL;
+}
+
+/* Make topic name with flush.ms=1 and one record; its partition 0. */
+static struct part *flushy_topic(struct broker *b, const char *name,
+				 struct topic **t)
+{
+	assert_int_equal(broker_topic_create(b, name), 0);
+	*t = broker_topic_get(b, name);
+	assert_non_null(*t);
+	assert_int_equal(topic_config_set(*t, "flush.ms", "1", 1), 0);
+	produce(b, name, 0, 1);
+	return topic_part(*t, 0);
+}
+
+/*
+ * A tick hands due flushes to the flush threads: while the flush of
+ * partition B (ticked first) is stopped, the tick returns and partition
+ * A's flush runs, both within the deadline.
+ */
+static void test_slow_flush_does_not_delay_other_partitions(void **state)
+{
+	char *dir = tu_mkdtemp();
+	struct broker *b = open_broker(dir, 1);
+	struct topic *ta, *tb;
+	pthread_t tick;
+	bool ticked, flushed;
+
+	(void)state;
+	slow_part = flushy_topic(b, "b", &tb); /* lower id: ticked first */
+	fast_part = flushy_topic(b, "a", &ta);
+	blk_reached = blk_go = fast_flushed = tick_done = false;
+	broker_set_flush_hook(slow_flush_hook);
+	assert_int_equal(pthread_create(&tick, NULL, tick_main, b), 0);
+	assert_true(wait_flag(&blk_reached));
+	ticked = wait_flag(&tick_done);
+	flushed = wait_flag(&fast_flushed);
+	pthread_mutex_lock(&blk_lock);
+	blk_go = true;
+	pthread_cond_broadcast(&blk_cond);
+	pthread_mutex_unlock(&blk_lock);
+	pthread_join(tick, NULL);
+	assert_true(ticked);
+	assert_true(flushed);
+	topic_put(ta);
+	topic_put(tb);
+	broker_close(b);
+	broker_set_flush_hook(NULL);
+	tu_rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -681,6 +762,7 @@ int main(void)
 		cmocka_unit_test(test_crash_at_every_step_of_delete),
 		cmocka_unit_test(test_eviction_follows_the_monotonic_clock),
 		cmocka_unit_test(test_create_and_delete_do_not_stall_other_topics),
+		cmocka_unit_test(test_slow_flush_does_not_delay_other_partitions),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
