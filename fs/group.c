@@ -1235,41 +1235,17 @@ int group_listxattr(struct group *g, char **out, size_t *len)
 	return 0;
 }
 
-/* The offset a reset value names: number, earliest, latest, @time. */
+/* The offset a reset value names: a selector (config.h), as views take
+ * it, or a time after "@" as before. */
 static int reset_target(struct log *l, const char *v, uint64_t *off)
 {
-	struct log_bounds st;
-	int64_t ms;
-	char *end;
+	struct selector s;
+	int rc;
 
-	log_get_bounds(l, &st);
-	if (strcmp(v, "earliest") == 0) {
-		*off = st.start_offset;
-	} else if (strcmp(v, "latest") == 0) {
-		*off = st.hw;
-	} else if (v[0] == '@') {
-		if (strncmp(v + 1, "t=", 2) == 0) {
-			errno = 0;
-			ms = strtoll(v + 3, &end, 10);
-			if (errno || *end || end == v + 3)
-				return -EINVAL;
-		} else if (config_parse_time(v + 1, &ms) < 0) {
-			return -EINVAL;
-		}
-		return log_time_to_offset(l, ms, off);
-	} else {
-		unsigned long long x;
-		if (v[0] < '0' || v[0] > '9')
-			return -EINVAL;
-		errno = 0;
-		x = strtoull(v, &end, 10);
-		if (errno || *end)
-			return -EINVAL;
-		if (x < st.start_offset || x > st.hw)
-			return -ERANGE;
-		*off = x;
-	}
-	return 0;
+	if (v[0] == '@') /* "@t=<ms>", "@<time>": the older time syntax */
+		v++;
+	rc = selector_parse(v, &s);
+	return rc < 0 ? rc : selector_resolve(l, &s, off);
 }
 
 int group_setxattr(struct group *g, const char *name, const char *value,
