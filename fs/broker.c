@@ -59,7 +59,7 @@ struct broker {
 	pthread_mutex_t flush_lock;
 	pthread_cond_t flush_cond;
 	struct flush_job *flush_head, **flush_tail;
-	bool flush_stop;
+	bool flush_stop, flushers_tried;
 	pthread_t flushers[FLUSH_WORKERS];
 	unsigned nflushers;
 };
@@ -757,12 +757,25 @@ static void *flush_main(void *arg)
 	return NULL;
 }
 
-/* Start the flush workers; without any, ticks flush in their own thread. */
-static void broker_start_flushers(struct broker *b)
+/* The flush queue, empty and without workers yet. */
+static void broker_init_flushers(struct broker *b)
 {
 	pthread_mutex_init(&b->flush_lock, NULL);
 	pthread_cond_init(&b->flush_cond, NULL);
 	b->flush_tail = &b->flush_head;
+}
+
+/*
+ * Start the flush workers at the first due flush, not at broker_open: the
+ * daemon forks (fuse_daemonize) after opening the broker, and threads do
+ * not survive a fork. Without any worker, ticks flush in their own
+ * thread. Flush lock held.
+ */
+static void broker_start_flushers(struct broker *b)
+{
+	if (b->flushers_tried)
+		return;
+	b->flushers_tried = true;
 	while (b->nflushers < FLUSH_WORKERS &&
 	       pthread_create(&b->flushers[b->nflushers], NULL, flush_main,
 			      b) == 0)
@@ -790,9 +803,15 @@ static void broker_stop_flushers(struct broker *b)
 static void broker_queue_flush(struct broker *b, struct topic *t,
 			       struct part *p)
 {
-	struct flush_job *j = b->nflushers ? malloc(sizeof(*j)) : NULL;
+	struct flush_job *j = malloc(sizeof(*j));
+	bool workers;
 
-	if (!j) {
+	pthread_mutex_lock(&b->flush_lock);
+	broker_start_flushers(b);
+	workers = b->nflushers > 0;
+	pthread_mutex_unlock(&b->flush_lock);
+	if (!j || !workers) {
+		free(j);
 		part_tick_flush(p);
 		return;
 	}
@@ -899,7 +918,7 @@ int broker_open(const struct broker_opts *o, struct broker **out)
 		    rc == -EINVAL ? "not a topic id" : strerror(-rc));
 		goto out_free;
 	}
-	broker_start_flushers(b);
+	broker_init_flushers(b);
 	rc = broker_load_topics(b);
 	if (rc < 0)
 		goto out_close;
