@@ -1000,13 +1000,6 @@ void broker_tick(struct broker *b, const struct tick_now *now)
 				if (part_tick(p, now))
 					broker_queue_flush(b, ts[i], p);
 			}
-			after = topic_id(ts[i]);
-			topic_put(ts[i]);
-		}
-	}
-	after = 0;
-	while ((n = broker_topics_list(b, after, ts, 64)) > 0) {
-		for (unsigned i = 0; i < n; i++) {
 			groups_tick(topic_groups(ts[i]), now);
 			after = topic_id(ts[i]);
 			topic_put(ts[i]);
