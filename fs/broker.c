@@ -27,20 +27,50 @@
 #define TRASH_DIR "trash"
 #define IDENTITY_FILE "identity"
 #define NEXT_ID_FILE "next-topic-id"
+/* Threads that run the periodic flushes (flush.ms) of the ticks: so many
+ * slow partitions can be flushing at once without delaying the others. */
+#define FLUSH_WORKERS 4
+
+/* A partition whose periodic flush is due, with a reference to its topic. */
+struct flush_job {
+	struct topic *t;
+	struct part *p;
+	struct flush_job *next;
+};
 
 struct broker {
 	char *datadir;
 	int dir_fd, topics_fd, trash_fd;
 	int lock_fd;
 	uint32_t num_partitions;
+	pthread_mutex_t id_lock;        /* next_id and its file */
+	uint64_t next_id;               /* the next topic id to give */
 	pthread_rwlock_t lock;          /* protects the fields below */
 	struct topic **topics;          /* loaded topics, in id order */
 	size_t ntopics, cap;
-	uint64_t next_id;               /* the next topic id to give */
+	/* Names of topics being created or deleted: reserved while their
+	 * disk work runs outside the lock. */
+	char (*busy)[TOPIC_NAME_MAX + 1];
+	size_t nbusy, busy_cap;
 	struct topic_failure *failed;   /* stored topics that did not load */
 	unsigned nfailed;
 	size_t failed_cap;
+	/* The flush workers and their queue (taken with no other lock). */
+	pthread_mutex_t flush_lock;
+	pthread_cond_t flush_cond;
+	struct flush_job *flush_head, **flush_tail;
+	bool flush_stop, flushers_tried;
+	pthread_t flushers[FLUSH_WORKERS];
+	unsigned nflushers;
 };
+
+/* Tests only: called by a flush worker before each flush. */
+static void (*flush_hook)(struct part *p);
+
+void broker_set_flush_hook(void (*hook)(struct part *p))
+{
+	flush_hook = hook;
+}
 
 /* Tests only: called with the name of each step of a topic's creation and
  * deletion, so that a test can stop the process there (kill -9). */
@@ -130,16 +160,19 @@ static int load_identity(int dfd, uint64_t *id, char uuid[TOPIC_UUID_LEN + 1])
 static int broker_take_id(struct broker *b, struct topic *t)
 {
 	char text[32], uuid[TOPIC_UUID_LEN + 1];
-	int n, rc;
+	int n, rc = -ENOSPC;
 
+	pthread_mutex_lock(&b->id_lock);
 	if (b->next_id > TOPIC_ID_MAX)
-		return -ENOSPC;
+		goto out_unlock;
 	n = snprintf(text, sizeof(text), "%" PRIu64 "\n", b->next_id + 1);
 	rc = io_replace_file(b->dir_fd, NEXT_ID_FILE, text, (size_t)n);
 	if (rc == 0)
 		rc = topic_new_uuid(uuid);
 	if (rc == 0)
 		topic_set_identity(t, b->next_id++, uuid);
+out_unlock:
+	pthread_mutex_unlock(&b->id_lock);
 	return rc;
 }
 
@@ -212,6 +245,46 @@ static struct topic *broker_find(struct broker *b, const char *name)
 	return NULL;
 }
 
+/* Whether name is reserved by a creation or deletion; broker lock held. */
+static bool broker_busy(struct broker *b, const char *name)
+{
+	for (size_t i = 0; i < b->nbusy; i++) {
+		if (strcmp(b->busy[i], name) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Reserve name (not busy); broker write lock held. */
+static int broker_reserve(struct broker *b, const char *name)
+{
+	if (grow(&b->busy, &b->busy_cap, b->nbusy + 1, sizeof(*b->busy)) < 0)
+		return -ENOMEM;
+	snprintf(b->busy[b->nbusy++], sizeof(*b->busy), "%s", name);
+	return 0;
+}
+
+/* Give back a name that broker_reserve took, if it is still reserved;
+ * broker write lock held. */
+static void broker_unreserve(struct broker *b, const char *name)
+{
+	for (size_t i = 0; i < b->nbusy; i++) {
+		if (strcmp(b->busy[i], name) == 0) {
+			memcpy(b->busy[i], b->busy[--b->nbusy],
+			       sizeof(*b->busy));
+			break;
+		}
+	}
+}
+
+/* The same, taking the write lock. */
+static void broker_release(struct broker *b, const char *name)
+{
+	pthread_rwlock_wrlock(&b->lock);
+	broker_unreserve(b, name);
+	pthread_rwlock_unlock(&b->lock);
+}
+
 static struct topic_failure *broker_find_failure(struct broker *b,
 						 const char *name)
 {
@@ -256,19 +329,27 @@ unsigned broker_failures(struct broker *b, unsigned from,
 	return n;
 }
 
-/* Open a topic's partitions and groups and enter it in the table; broker
- * write lock held (or the broker not yet shared). */
-static int broker_start(struct broker *b, struct topic *t, uint32_t *failed)
+/* Open a topic's partitions and groups (disk work: no broker lock). */
+static int broker_open_topic(struct topic *t, uint32_t *failed)
 {
 	struct groups *gs;
 	int rc = topic_start(t, failed);
 
 	if (rc == 0)
 		rc = groups_open(t, topic_dir(t), &gs);
-	if (rc == 0) {
+	if (rc == 0)
 		topic_set_groups(t, gs, groups_close);
+	return rc;
+}
+
+/* Open a topic and enter it in the table; at mount, the broker not yet
+ * shared. */
+static int broker_start(struct broker *b, struct topic *t, uint32_t *failed)
+{
+	int rc = broker_open_topic(t, failed);
+
+	if (rc == 0)
 		rc = broker_add(b, t);
-	}
 	return rc;
 }
 
@@ -448,6 +529,10 @@ static int broker_name_taken(struct broker *b, const char *name)
  * step: after a crash at any point the next mount sees the whole topic or
  * none of it (a half-made one is in the trash, which the mount empties).
  * Nothing that this call did not make is ever removed.
+ *
+ * The name is reserved under the broker lock, the disk work is done
+ * without it (lookups, reads and writes of other topics go on), and the
+ * topic is entered in the table under the lock again.
  */
 int broker_topic_create(struct broker *b, const char *name)
 {
@@ -460,18 +545,22 @@ int broker_topic_create(struct broker *b, const char *name)
 	if (!topic_name_valid(name))
 		return -EINVAL;
 	pthread_rwlock_wrlock(&b->lock);
-	rc = broker_find(b, name) ? -EEXIST : broker_name_taken(b, name);
+	rc = broker_find(b, name) || broker_busy(b, name) ? -EEXIST :
+	     broker_name_taken(b, name);
+	if (rc == 0)
+		rc = broker_reserve(b, name);
+	pthread_rwlock_unlock(&b->lock);
 	if (rc < 0)
-		goto out_unlock;
+		return rc;
 	config_default(&cfg, b->num_partitions);
 	rc = -ENOMEM;
 	if (asprintf(&final, "%s/%s/%s", b->datadir, TOPICS_DIR, name) < 0) {
 		final = NULL;
-		goto out_unlock;
+		goto out_release;
 	}
 	t = topic_new(name, final, &cfg);
 	if (!t)
-		goto out_unlock;
+		goto out_release;
 	rc = broker_take_id(b, t);
 	step("id taken");
 	if (rc == 0 && asprintf(&staged, "%s/%s/%" PRIu64 "-%s", b->datadir,
@@ -512,7 +601,14 @@ int broker_topic_create(struct broker *b, const char *name)
 	if (rc == 0)
 		rc = io_fsync_dir(b->trash_fd);
 	if (rc == 0)
-		rc = broker_start(b, t, &failed);
+		rc = broker_open_topic(t, &failed);
+	if (rc == 0) {
+		pthread_rwlock_wrlock(&b->lock);
+		rc = broker_add(b, t);
+		if (rc == 0)
+			broker_unreserve(b, name); /* published */
+		pthread_rwlock_unlock(&b->lock);
+	}
 	if (rc < 0) {
 		/* Undo the publication: back into the trash it came from. */
 		if (staged && renameat2(b->topics_fd, name, AT_FDCWD, staged,
@@ -529,10 +625,10 @@ int broker_topic_create(struct broker *b, const char *name)
 out_put:
 	if (t) {
 		msg(LOG_ERR, "topic %s: cannot create: %s", name, strerror(-rc));
-		topic_put(t);
+		topic_put(t); /* removes what it staged, outside the lock */
 	}
-out_unlock:
-	pthread_rwlock_unlock(&b->lock);
+out_release:
+	broker_release(b, name);
 	free(staged);
 	free(final);
 	return rc;
@@ -540,7 +636,11 @@ out_unlock:
 
 /*
  * Delete a topic: its directory is renamed into the trash in one step
- * (synced), and removed there when its last user lets go.
+ * (synced), and removed there when its last user lets go. The name is
+ * reserved under the broker lock, the rename and syncs are done without
+ * it, and the topic leaves the table under the lock again. The removal
+ * of its files (topic_free) never runs under the lock: the table's
+ * reference is dropped after it is released.
  */
 int broker_topic_delete(struct broker *b, const char *name)
 {
@@ -550,20 +650,22 @@ int broker_topic_delete(struct broker *b, const char *name)
 
 	pthread_rwlock_wrlock(&b->lock);
 	t = broker_find(b, name);
-	if (!t) {
-		rc = -ENOENT;
-		goto out_unlock;
-	}
+	rc = !t || broker_busy(b, name) ? -ENOENT : broker_reserve(b, name);
+	if (rc == 0)
+		topic_get(t);
+	pthread_rwlock_unlock(&b->lock);
+	if (rc < 0)
+		return rc;
 	if (asprintf(&gone, "%s/%s/%" PRIu64 "-%s", b->datadir, TRASH_DIR,
 		     topic_id(t), name) < 0) {
 		rc = -ENOMEM;
-		goto out_unlock;
+		goto out_release;
 	}
 	if (renameat2(b->topics_fd, name, AT_FDCWD, gone,
 		      RENAME_NOREPLACE) < 0) {
 		rc = -errno;
 		free(gone);
-		goto out_unlock;
+		goto out_release;
 	}
 	step("moved to the trash");
 	if (io_fsync_dir(b->topics_fd) < 0 || io_fsync_dir(b->trash_fd) < 0)
@@ -571,11 +673,15 @@ int broker_topic_delete(struct broker *b, const char *name)
 		    "crash: syncing the data directory failed", name);
 	topic_move(t, gone);
 	topic_set_deleted(t, true);
+	pthread_rwlock_wrlock(&b->lock);
 	broker_remove(b, t);
-	msg(LOG_INFO, "topic %s deleted", name);
-	topic_put(t);
-out_unlock:
+	broker_unreserve(b, name);
 	pthread_rwlock_unlock(&b->lock);
+	msg(LOG_INFO, "topic %s deleted", name);
+	topic_put(t); /* the table's */
+out_release:
+	broker_release(b, name);
+	topic_put(t); /* ours: the last reference removes the files */
 	return rc;
 }
 
@@ -619,6 +725,105 @@ unsigned broker_topics_list(struct broker *b, uint64_t after,
 	}
 	pthread_rwlock_unlock(&b->lock);
 	return n;
+}
+
+/* ---- periodic flushes ---------------------------------------------------- */
+
+/* A flush worker: run queued flushes until stopped and the queue is empty. */
+static void *flush_main(void *arg)
+{
+	struct broker *b = arg;
+	struct flush_job *j;
+
+	pthread_mutex_lock(&b->flush_lock);
+	for (;;) {
+		while (!b->flush_head && !b->flush_stop)
+			pthread_cond_wait(&b->flush_cond, &b->flush_lock);
+		j = b->flush_head;
+		if (!j)
+			break;
+		b->flush_head = j->next;
+		if (!b->flush_head)
+			b->flush_tail = &b->flush_head;
+		pthread_mutex_unlock(&b->flush_lock);
+		if (flush_hook)
+			flush_hook(j->p);
+		part_tick_flush(j->p);
+		topic_put(j->t);
+		free(j);
+		pthread_mutex_lock(&b->flush_lock);
+	}
+	pthread_mutex_unlock(&b->flush_lock);
+	return NULL;
+}
+
+/* The flush queue, empty and without workers yet. */
+static void broker_init_flushers(struct broker *b)
+{
+	pthread_mutex_init(&b->flush_lock, NULL);
+	pthread_cond_init(&b->flush_cond, NULL);
+	b->flush_tail = &b->flush_head;
+}
+
+/*
+ * Start the flush workers at the first due flush, not at broker_open: the
+ * daemon forks (fuse_daemonize) after opening the broker, and threads do
+ * not survive a fork. Without any worker, ticks flush in their own
+ * thread. Flush lock held.
+ */
+static void broker_start_flushers(struct broker *b)
+{
+	if (b->flushers_tried)
+		return;
+	b->flushers_tried = true;
+	while (b->nflushers < FLUSH_WORKERS &&
+	       pthread_create(&b->flushers[b->nflushers], NULL, flush_main,
+			      b) == 0)
+		b->nflushers++;
+	if (b->nflushers < FLUSH_WORKERS)
+		msg(LOG_WARNING, "only %u of %d flush threads could start",
+		    b->nflushers, FLUSH_WORKERS);
+}
+
+/* Finish the queued flushes and stop the workers. */
+static void broker_stop_flushers(struct broker *b)
+{
+	pthread_mutex_lock(&b->flush_lock);
+	b->flush_stop = true;
+	pthread_cond_broadcast(&b->flush_cond);
+	pthread_mutex_unlock(&b->flush_lock);
+	for (unsigned i = 0; i < b->nflushers; i++)
+		pthread_join(b->flushers[i], NULL);
+	pthread_cond_destroy(&b->flush_cond);
+	pthread_mutex_destroy(&b->flush_lock);
+}
+
+/* Hand p's due flush to a worker (t referenced for it), or run it here if
+ * no job can be made. */
+static void broker_queue_flush(struct broker *b, struct topic *t,
+			       struct part *p)
+{
+	struct flush_job *j = malloc(sizeof(*j));
+	bool workers;
+
+	pthread_mutex_lock(&b->flush_lock);
+	broker_start_flushers(b);
+	workers = b->nflushers > 0;
+	pthread_mutex_unlock(&b->flush_lock);
+	if (!j || !workers) {
+		free(j);
+		part_tick_flush(p);
+		return;
+	}
+	topic_get(t);
+	j->t = t;
+	j->p = p;
+	j->next = NULL;
+	pthread_mutex_lock(&b->flush_lock);
+	*b->flush_tail = j;
+	b->flush_tail = &j->next;
+	pthread_cond_signal(&b->flush_cond);
+	pthread_mutex_unlock(&b->flush_lock);
 }
 
 /* ---- the broker --------------------------------------------------------- */
@@ -670,6 +875,7 @@ int broker_open(const struct broker_opts *o, struct broker **out)
 		return -ENOMEM;
 	b->lock_fd = b->dir_fd = b->topics_fd = b->trash_fd = -1;
 	b->num_partitions = o->num_partitions;
+	pthread_mutex_init(&b->id_lock, NULL);
 	pthread_rwlock_init(&b->lock, NULL);
 	b->datadir = realpath(o->datadir, NULL);
 	if (!b->datadir && errno == ENOENT && mkdir_p(o->datadir) == 0)
@@ -712,6 +918,7 @@ int broker_open(const struct broker_opts *o, struct broker **out)
 		    rc == -EINVAL ? "not a topic id" : strerror(-rc));
 		goto out_free;
 	}
+	broker_init_flushers(b);
 	rc = broker_load_topics(b);
 	if (rc < 0)
 		goto out_close;
@@ -730,6 +937,7 @@ out_free:
 		close(b->dir_fd);
 	free(b->datadir);
 	pthread_rwlock_destroy(&b->lock);
+	pthread_mutex_destroy(&b->id_lock);
 	free(b);
 	return rc;
 }
@@ -741,9 +949,11 @@ const char *broker_datadir(const struct broker *b)
 
 int broker_close(struct broker *b)
 {
+	broker_stop_flushers(b);
 	for (size_t i = 0; i < b->ntopics; i++)
 		topic_put(b->topics[i]);
 	free(b->topics);
+	free(b->busy);
 	free(b->failed);
 	close(b->topics_fd);
 	close(b->trash_fd);
@@ -751,16 +961,15 @@ int broker_close(struct broker *b)
 	close(b->dir_fd);
 	free(b->datadir);
 	pthread_rwlock_destroy(&b->lock);
+	pthread_mutex_destroy(&b->id_lock);
 	free(b);
 	return 0;
 }
 
-
 /* Run fn on every partition of every topic. */
-
-/* Run fn on every partition of every topic. */
-static void broker_each_part(struct broker *b, void (*fn)(struct part *, int64_t),
-			     int64_t arg)
+static void broker_each_part(struct broker *b,
+			     void (*fn)(struct part *, const struct tick_now *),
+			     const struct tick_now *arg)
 {
 	struct topic *ts[64];
 	uint64_t after = 0;
@@ -777,15 +986,20 @@ static void broker_each_part(struct broker *b, void (*fn)(struct part *, int64_t
 	}
 }
 
-void broker_tick(struct broker *b, int64_t now)
+void broker_tick(struct broker *b, const struct tick_now *now)
 {
 	struct topic *ts[64];
 	uint64_t after = 0;
 	unsigned n;
 
-	broker_each_part(b, part_tick, now);
 	while ((n = broker_topics_list(b, after, ts, 64)) > 0) {
 		for (unsigned i = 0; i < n; i++) {
+			uint32_t np = topic_partitions(ts[i]);
+			for (uint32_t k = 0; k < np; k++) {
+				struct part *p = topic_part(ts[i], k);
+				if (part_tick(p, now))
+					broker_queue_flush(b, ts[i], p);
+			}
 			groups_tick(topic_groups(ts[i]), now);
 			after = topic_id(ts[i]);
 			topic_put(ts[i]);
@@ -793,7 +1007,7 @@ void broker_tick(struct broker *b, int64_t now)
 	}
 }
 
-static void scrub_one(struct part *p, int64_t unused)
+static void scrub_one(struct part *p, const struct tick_now *unused)
 {
 	(void)unused;
 	part_scrub(p);
@@ -801,5 +1015,5 @@ static void scrub_one(struct part *p, int64_t unused)
 
 void broker_scrub(struct broker *b)
 {
-	broker_each_part(b, scrub_one, 0);
+	broker_each_part(b, scrub_one, NULL);
 }

@@ -8,13 +8,20 @@
  *   DATADIR/topics/<topic>/          a topic (topic.h)
  *   DATADIR/trash/<id>-<topic>/      topics being created or deleted
  *
- * A deleted topic disappears from the table at once; its files go when
- * its last reference does (topic.h).
+ * A deleted topic disappears from the table once its directory is in the
+ * trash; its files go when its last reference does (topic.h), never under
+ * the broker lock.
  *
  * Lock order of the broker core: broker lock (the table) -> topic lock
  * (its settings, partition creation) -> partition queue lock (part.h) ->
  * the log's own locks (log/log.c). Group locks (group.h) are taken
- * without any of these held, or after the topic's.
+ * without any of these held, or after the topic's. The id lock (the next
+ * topic id and its file) is taken with none of them held.
+ *
+ * The broker lock is held only for work in memory: a topic's creation or
+ * deletion reserves its name under it (no other creation or deletion of
+ * that name meanwhile), does its disk work without it, and enters or
+ * removes the topic under it again.
  */
 #ifndef TOPICFS_FS_BROKER_H
 #define TOPICFS_FS_BROKER_H
@@ -22,6 +29,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "clock.h"
 #include "topic.h"
 
 struct broker;
@@ -42,8 +50,18 @@ int broker_close(struct broker *b);
 
 const char *broker_datadir(const struct broker *b);
 
-/* Retention and periodic flush; call about once a second. */
-void broker_tick(struct broker *b, int64_t now_ms);
+/*
+ * Retention (against now->wall_ms) and the periodic flush and member
+ * eviction (intervals against now->mono_ms, clock.h); call about once a
+ * second with clock_now(). Tests drive both clocks by hand. Due flushes
+ * are handed to a few flush threads: a tick never waits for a sync, and
+ * a partition whose last flush is still running is not queued again.
+ */
+void broker_tick(struct broker *b, const struct tick_now *now);
+
+/* Tests only: hook(p) runs in a flush worker before p's periodic flush. */
+struct part;
+void broker_set_flush_hook(void (*hook)(struct part *p));
 
 /* Check every stored batch not checked since the mount (background). */
 void broker_scrub(struct broker *b);

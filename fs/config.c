@@ -451,3 +451,83 @@ int config_parse_time(const char *s, int64_t *ms)
 	*ms = ((int64_t)timegm(&tm) - offset) * 1000 + frac;
 	return 0;
 }
+
+/* ---- selectors ----------------------------------------------------------- */
+
+/* A decimal number: -EINVAL if s is not one, -ERANGE if it is too large
+ * (*out is then UINT64_MAX). */
+static int selector_u64(const char *s, uint64_t *out)
+{
+	char *end;
+
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	*out = strtoull(s, &end, 10);
+	if (*end)
+		return -EINVAL;
+	return errno == ERANGE ? -ERANGE : 0;
+}
+
+int selector_parse(const char *s, struct selector *out)
+{
+	uint64_t u;
+
+	memset(out, 0, sizeof(*out));
+	if (strcmp(s, "earliest") == 0) {
+		out->kind = SEL_EARLIEST;
+	} else if (strcmp(s, "latest") == 0) {
+		out->kind = SEL_LATEST;
+	} else if (s[0] == '-') {
+		out->kind = SEL_LAST;
+		if (selector_u64(s + 1, &out->n) == -EINVAL)
+			return -EINVAL; /* too large: every record */
+	} else if (strncmp(s, "t=", 2) == 0) {
+		out->kind = SEL_TIME;
+		if (selector_u64(s + 2, &u) == -EINVAL)
+			return -EINVAL;
+		out->ms = u > INT64_MAX ? INT64_MAX : (int64_t)u;
+	} else if (strchr(s, 'T')) {
+		out->kind = SEL_TIME;
+		if (config_parse_time(s, &out->ms) < 0)
+			return -EINVAL;
+	} else {
+		out->kind = SEL_OFFSET;
+		if (selector_u64(s, &out->n) == -EINVAL)
+			return -EINVAL; /* too large: past the end */
+	}
+	return 0;
+}
+
+int selector_resolve(struct log *l, const struct selector *sel,
+		     uint64_t *off)
+{
+	struct log_bounds st;
+	int rc = 0;
+
+	log_get_bounds(l, &st);
+	switch (sel->kind) {
+	case SEL_EARLIEST:
+		*off = st.start_offset;
+		break;
+	case SEL_LATEST:
+		*off = st.hw;
+		break;
+	case SEL_LAST:
+		*off = st.hw - st.start_offset > sel->n ? st.hw - sel->n :
+		       st.start_offset;
+		break;
+	case SEL_TIME:
+		rc = log_time_to_offset(l, sel->ms, off);
+		if (rc == 0 && *off > st.hw)
+			*off = st.hw;
+		break;
+	case SEL_OFFSET:
+		if (sel->n < st.start_offset || sel->n > st.hw)
+			rc = -ERANGE;
+		else
+			*off = sel->n;
+		break;
+	}
+	return rc;
+}

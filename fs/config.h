@@ -79,4 +79,35 @@ int config_parse(struct topic_config *c, const char *text, char *why,
  */
 int config_parse_time(const char *s, int64_t *ms);
 
+/*
+ * A position in a partition, as views (`0@<selector>`) and group offset
+ * resets (user.topicfs.offset.<p>) both write it:
+ *   <offset>      that offset (one too large to parse: SEL_OFFSET with
+ *                 UINT64_MAX, past any end: ERANGE when resolved)
+ *   earliest      the log start
+ *   latest        the high watermark
+ *   -N            the last N records (N too large: every record)
+ *   t=<unix ms>   the first record stamped at or after that time
+ *   <ISO-8601>    the same, as config_parse_time reads it
+ */
+enum selector_kind {
+	SEL_OFFSET, SEL_EARLIEST, SEL_LATEST, SEL_LAST, SEL_TIME,
+};
+
+struct selector {
+	enum selector_kind kind;
+	uint64_t n;   /* SEL_OFFSET: the offset; SEL_LAST: N */
+	int64_t ms;   /* SEL_TIME */
+};
+
+/* Parse a selector (pure): -EINVAL if s is not one. */
+int selector_parse(const char *s, struct selector *out);
+
+/*
+ * The offset sel names in l, at most the high watermark: -ERANGE for an
+ * offset outside [log start, high watermark].
+ */
+int selector_resolve(struct log *l, const struct selector *sel,
+		     uint64_t *off);
+
 #endif

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "io.h"
 #include "msg.h"
 #include "part.h"
@@ -85,13 +86,6 @@ struct groups {
 	struct group **v;
 	uint32_t n, cap;
 };
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void group_config_default(struct group_config *c)
 {
@@ -733,7 +727,7 @@ static int member_add(struct group *g, struct member *m)
 		g->mcap = cap;
 	}
 	g->members[g->nmembers++] = m;
-	m->last_poll_ms = now_ms();
+	m->last_poll_ms = clock_mono_ms();
 	return 0;
 }
 
@@ -851,7 +845,7 @@ int member_commit(struct member *m)
 	return rc;
 }
 
-void groups_tick(struct groups *gs, int64_t now)
+void groups_tick(struct groups *gs, const struct tick_now *now)
 {
 	pthread_mutex_lock(&gs->lock);
 	for (uint32_t i = 0; i < gs->n; i++) {
@@ -861,7 +855,7 @@ void groups_tick(struct groups *gs, int64_t now)
 		pthread_mutex_lock(&g->lock);
 		for (uint32_t k = 0; k < g->nmembers;) {
 			struct member *m = g->members[k];
-			if (now - m->last_poll_ms <= g->cfg.max_poll_ms) {
+			if (now->mono_ms - m->last_poll_ms <= g->cfg.max_poll_ms) {
 				k++;
 				continue;
 			}
@@ -886,7 +880,7 @@ void groups_tick(struct groups *gs, int64_t now)
 		if (evicted)
 			rebalance(g);
 		if (g->offsets)
-			log_retention(g->offsets, now);
+			log_retention(g->offsets, now->wall_ms);
 		pthread_mutex_unlock(&g->lock);
 	}
 	pthread_mutex_unlock(&gs->lock);
@@ -1121,7 +1115,7 @@ ssize_t member_read(struct member *m, size_t size, struct member_read *r)
 		    "member-%" PRIu64, topic_name(g->gs->t), g->name, m->id);
 		return rc < 0 ? rc : -ETIMEDOUT;
 	}
-	m->last_poll_ms = now_ms();
+	m->last_poll_ms = clock_mono_ms();
 	if (g->cfg.auto_commit)
 		commit_member(g, m);
 	if (topic_partitions(g->gs->t) != g->nparts)
@@ -1241,41 +1235,17 @@ int group_listxattr(struct group *g, char **out, size_t *len)
 	return 0;
 }
 
-/* The offset a reset value names: number, earliest, latest, @time. */
+/* The offset a reset value names: a selector (config.h), as views take
+ * it, or a time after "@" as before. */
 static int reset_target(struct log *l, const char *v, uint64_t *off)
 {
-	struct log_bounds st;
-	int64_t ms;
-	char *end;
+	struct selector s;
+	int rc;
 
-	log_get_bounds(l, &st);
-	if (strcmp(v, "earliest") == 0) {
-		*off = st.start_offset;
-	} else if (strcmp(v, "latest") == 0) {
-		*off = st.hw;
-	} else if (v[0] == '@') {
-		if (strncmp(v + 1, "t=", 2) == 0) {
-			errno = 0;
-			ms = strtoll(v + 3, &end, 10);
-			if (errno || *end || end == v + 3)
-				return -EINVAL;
-		} else if (config_parse_time(v + 1, &ms) < 0) {
-			return -EINVAL;
-		}
-		return log_time_to_offset(l, ms, off);
-	} else {
-		unsigned long long x;
-		if (v[0] < '0' || v[0] > '9')
-			return -EINVAL;
-		errno = 0;
-		x = strtoull(v, &end, 10);
-		if (errno || *end)
-			return -EINVAL;
-		if (x < st.start_offset || x > st.hw)
-			return -ERANGE;
-		*off = x;
-	}
-	return 0;
+	if (v[0] == '@') /* "@t=<ms>", "@<time>": the older time syntax */
+		v++;
+	rc = selector_parse(v, &s);
+	return rc < 0 ? rc : selector_resolve(l, &s, off);
 }
 
 int group_setxattr(struct group *g, const char *name, const char *value,

@@ -20,6 +20,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "clock.h"
 #include "log.h"
 #include "topic.h"
 
@@ -53,8 +54,9 @@ unsigned groups_list(struct groups *gs, uint32_t from, struct group **out,
 		     unsigned max);
 /* Delete a stored group: -EBUSY while it has members. */
 int groups_delete(struct groups *gs, const char *name);
-/* Evict members that have not read for max.poll.interval.ms. */
-void groups_tick(struct groups *gs, int64_t now_ms);
+/* Evict members that have not read for max.poll.interval.ms, measured
+ * on the monotonic clock (now->mono_ms). */
+void groups_tick(struct groups *gs, const struct tick_now *now);
 
 const char *group_name(const struct group *g);
 uint32_t group_index(const struct group *g);

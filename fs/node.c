@@ -305,40 +305,11 @@ int parse_u64(const char *s, uint64_t *out)
  */
 int view_resolve(struct log *l, const char *sel, uint64_t *pos)
 {
-	struct log_bounds st;
-	uint64_t off, n;
-	int64_t ms;
-	int rc;
+	struct selector s;
+	uint64_t off;
+	int rc = selector_parse(sel, &s);
 
-	log_get_bounds(l, &st);
-	if (strcmp(sel, "earliest") == 0) {
-		off = st.start_offset;
-	} else if (strcmp(sel, "latest") == 0) {
-		off = st.hw;
-	} else if (sel[0] == '-') {
-		if (parse_u64(sel + 1, &n) == -EINVAL)
-			return -EINVAL; /* too large: every record */
-		off = st.hw - st.start_offset > n ? st.hw - n : st.start_offset;
-	} else if (strncmp(sel, "t=", 2) == 0 || strchr(sel, 'T')) {
-		if (sel[0] == 't') {
-			uint64_t u;
-			if (parse_u64(sel + 2, &u) == -EINVAL)
-				return -EINVAL;
-			ms = u > INT64_MAX ? INT64_MAX : (int64_t)u;
-		} else if (config_parse_time(sel, &ms) < 0) {
-			return -EINVAL;
-		}
-		rc = log_time_to_offset(l, ms, &off);
-		if (rc < 0)
-			return rc;
-		if (off > st.hw)
-			off = st.hw;
-	} else {
-		rc = parse_u64(sel, &off); /* too large: past the end */
-		if (rc == -EINVAL)
-			return rc;
-		if (rc == -ERANGE || off < st.start_offset || off > st.hw)
-			return -ERANGE;
-	}
-	return log_offset_to_pos(l, off, pos);
+	if (rc == 0)
+		rc = selector_resolve(l, &s, &off);
+	return rc < 0 ? rc : log_offset_to_pos(l, off, pos);
 }

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "commit.h"
 #include "io.h"
 #include "msg.h"
@@ -53,15 +54,9 @@ struct part {
 	int64_t flush_ms;         /* flush when data is this old */
 	uint64_t unflushed;       /* records since the last flush */
 	struct repl_commit commit; /* the high watermark's owner */
-	int64_t last_flush_ms;
+	int64_t last_flush_ms;     /* monotonic (clock.h) */
+	bool flush_queued;        /* a tick's flush is queued or running */
 };
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static uint64_t mono_us(void)
 {
@@ -95,7 +90,7 @@ int part_open(const char *dir, const char *topic, uint32_t index,
 	p->flush_messages = cfg->flush_messages;
 	p->flush_ms = cfg->flush_ms;
 	p->q_tail = &p->q_head;
-	p->last_flush_ms = now_ms();
+	p->last_flush_ms = clock_mono_ms();
 	pthread_mutex_init(&p->q_lock, NULL);
 	pthread_cond_init(&p->q_cond, NULL);
 	*out = p;
@@ -294,7 +289,7 @@ int part_sync(struct part *p)
 
 	pthread_mutex_lock(&p->q_lock);
 	p->unflushed = 0;
-	p->last_flush_ms = now_ms();
+	p->last_flush_ms = clock_mono_ms();
 	pthread_mutex_unlock(&p->q_lock);
 	rc = log_flush(p->log);
 	if (rc < 0)
@@ -306,18 +301,28 @@ int part_sync(struct part *p)
 	return rc;
 }
 
-void part_tick(struct part *p, int64_t now)
+bool part_tick(struct part *p, const struct tick_now *now)
 {
 	bool due;
 
-	if (log_retention(p->log, now) < 0)
+	if (log_retention(p->log, now->wall_ms) < 0)
 		msg(LOG_ERR, "topic %s partition %" PRIu32
 		       ": retention failed", p->topic, p->index);
 	pthread_mutex_lock(&p->q_lock);
-	due = p->unflushed > 0 && now - p->last_flush_ms >= p->flush_ms;
-	pthread_mutex_unlock(&p->q_lock);
+	due = !p->flush_queued && p->unflushed > 0 &&
+	      now->mono_ms - p->last_flush_ms >= p->flush_ms;
 	if (due)
-		part_sync(p);
+		p->flush_queued = true;
+	pthread_mutex_unlock(&p->q_lock);
+	return due;
+}
+
+void part_tick_flush(struct part *p)
+{
+	part_sync(p);
+	pthread_mutex_lock(&p->q_lock);
+	p->flush_queued = false;
+	pthread_mutex_unlock(&p->q_lock);
 }
 
 void part_scrub(struct part *p)

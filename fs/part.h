@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "clock.h"
 #include "config.h"
 #include "log.h"
 
@@ -63,8 +64,15 @@ int part_produce(struct part *p, const struct iovec *iov, int iovcnt,
 /* fsync the partition (what fsync(2) on its file does). */
 int part_sync(struct part *p);
 
-/* Retention, and the flush that flush.ms asks for; now is wall time. */
-void part_tick(struct part *p, int64_t now_ms);
+/*
+ * Retention (wall time), and whether the flush that flush.ms asks for (an
+ * interval on the monotonic clock since the last flush) is due. When it
+ * is, the caller must call part_tick_flush (in the background: it syncs);
+ * until then no tick finds the partition due again, so a slow flush is
+ * never queued twice.
+ */
+bool part_tick(struct part *p, const struct tick_now *now);
+void part_tick_flush(struct part *p);
 
 /* Check the stored batches not checked yet; log what is bad. */
 void part_scrub(struct part *p);

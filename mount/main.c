@@ -31,6 +31,7 @@
 #include "groups_cmd.h"
 #include "msg.h"
 #include "broker.h"
+#include "clock.h"
 
 #ifndef TOPICFS_VERSION
 #define TOPICFS_VERSION "0.1.0"
@@ -264,55 +265,100 @@ static void fuse_logger(enum fuse_log_level level, const char *fmt, va_list ap)
 
 struct ticker {
 	struct broker *broker;
-	pthread_t thread;
+	pthread_t thread;          /* ticker_main */
+	pthread_t scrubber;        /* scrub_main */
+	bool scrubber_started;
 	pthread_mutex_t lock;
-	pthread_cond_t cond;
+	pthread_cond_t cond;       /* on CLOCK_MONOTONIC; signalled at stop */
 	bool stop;
 };
 
-static int64_t wall_ms(void)
+/* Wait on tk->cond until ms from now on the monotonic clock or the stop;
+ * called and returns with tk->lock held. */
+static void ticker_wait(struct ticker *tk, int64_t ms)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	struct timespec until;
+
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_nsec += ms % 1000 * 1000000L;
+	until.tv_sec += ms / 1000 + until.tv_nsec / 1000000000L;
+	until.tv_nsec %= 1000000000L;
+	pthread_cond_timedwait(&tk->cond, &tk->lock, &until);
 }
 
-/* Retention and flushes every TICK_MS; one scrub after SCRUB_DELAY_MS. */
+/*
+ * Retention, flushes and evictions every TICK_MS, on the monotonic clock
+ * (a step of the wall clock neither hurries nor stalls it). The scrub is
+ * not done here: it has its own thread, so it never delays a tick.
+ */
 static void *ticker_main(void *arg)
 {
 	struct ticker *tk = arg;
-	int64_t started = wall_ms();
-	bool scrubbed = false;
+	struct tick_now now;
 
 	pthread_mutex_lock(&tk->lock);
 	while (!tk->stop) {
-		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_nsec += TICK_MS % 1000 * 1000000L;
-		until.tv_sec += TICK_MS / 1000 + until.tv_nsec / 1000000000L;
-		until.tv_nsec %= 1000000000L;
-		pthread_cond_timedwait(&tk->cond, &tk->lock, &until);
+		ticker_wait(tk, TICK_MS);
 		if (tk->stop)
 			break;
 		pthread_mutex_unlock(&tk->lock);
-		broker_tick(tk->broker, wall_ms());
-		if (!scrubbed && wall_ms() - started >= SCRUB_DELAY_MS) {
-			broker_scrub(tk->broker);
-			scrubbed = true;
-		}
+		now = clock_now();
+		broker_tick(tk->broker, &now);
 		pthread_mutex_lock(&tk->lock);
 	}
 	pthread_mutex_unlock(&tk->lock);
 	return NULL;
 }
 
+/* One scrub of every partition SCRUB_DELAY_MS (monotonic) after the
+ * mount, in its own thread so that ticks go on meanwhile. */
+static void *scrub_main(void *arg)
+{
+	struct ticker *tk = arg;
+	int64_t until = clock_mono_ms() + SCRUB_DELAY_MS;
+	bool stop;
+
+	pthread_mutex_lock(&tk->lock);
+	while (!tk->stop && clock_mono_ms() < until)
+		ticker_wait(tk, until - clock_mono_ms());
+	stop = tk->stop;
+	pthread_mutex_unlock(&tk->lock);
+	if (!stop)
+		broker_scrub(tk->broker);
+	return NULL;
+}
+
+/* Start the ticker and the scrubber: -1 if the ticker could not start
+ * (without a scrubber the mount only goes unscrubbed: one log line). */
+static int ticker_start(struct ticker *tk, struct broker *broker)
+{
+	pthread_condattr_t ca;
+
+	tk->broker = broker;
+	pthread_mutex_init(&tk->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&tk->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	if (pthread_create(&tk->thread, NULL, ticker_main, tk) != 0)
+		return -1;
+	if (pthread_create(&tk->scrubber, NULL, scrub_main, tk) == 0)
+		tk->scrubber_started = true;
+	else
+		msg(LOG_WARNING, "cannot start the scrub thread: "
+		    "this mount is not scrubbed");
+	return 0;
+}
+
 static void ticker_stop(struct ticker *tk)
 {
 	pthread_mutex_lock(&tk->lock);
 	tk->stop = true;
-	pthread_cond_signal(&tk->cond);
+	pthread_cond_broadcast(&tk->cond);
 	pthread_mutex_unlock(&tk->lock);
 	pthread_join(tk->thread, NULL);
+	if (tk->scrubber_started)
+		pthread_join(tk->scrubber, NULL);
 }
 
 /* systemd Type=notify: one datagram to $NOTIFY_SOCKET. */
@@ -594,10 +640,7 @@ static int run(struct options *o, struct fuse_args *args,
 		msg_use_syslog(true);
 	msg(LOG_INFO, "serving %s on %s", o->datadir, co->mountpoint);
 
-	tk.broker = broker;
-	pthread_mutex_init(&tk.lock, NULL);
-	pthread_cond_init(&tk.cond, NULL);
-	if (pthread_create(&tk.thread, NULL, ticker_main, &tk) != 0)
+	if (ticker_start(&tk, broker) < 0)
 		goto out_unmount;
 	notify_ready();
 	lc = fuse_loop_cfg_create();

@@ -177,10 +177,50 @@ static void test_parse_time(void **state)
 	}
 }
 
+/* The one selector syntax of views and group offset resets. */
+static void test_selector_parse(void **state)
+{
+	static const struct {
+		const char *s;
+		enum selector_kind kind;
+		uint64_t n;
+		int64_t ms;
+	} good[] = {
+		{ "0", SEL_OFFSET, 0, 0 },
+		{ "42", SEL_OFFSET, 42, 0 },
+		{ "99999999999999999999999", SEL_OFFSET, UINT64_MAX, 0 },
+		{ "earliest", SEL_EARLIEST, 0, 0 },
+		{ "latest", SEL_LATEST, 0, 0 },
+		{ "-3", SEL_LAST, 3, 0 },
+		{ "-99999999999999999999999", SEL_LAST, UINT64_MAX, 0 },
+		{ "t=1700000000000", SEL_TIME, 0, 1700000000000 },
+		{ "t=99999999999999999999999", SEL_TIME, 0, INT64_MAX },
+		{ "1970-01-01T00:00:01Z", SEL_TIME, 0, 1000 },
+	};
+	static const char *bad[] = {
+		"", "soon", "-", "-x", "t=", "t=-1", "4x", "+4", " 4",
+		"Earliest", "1970-01-01T00:00:01", "@5",
+	};
+	struct selector sel;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		assert_int_equal(selector_parse(good[i].s, &sel), 0);
+		assert_int_equal(sel.kind, good[i].kind);
+		assert_true(sel.n == good[i].n);
+		assert_true(sel.ms == good[i].ms);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (selector_parse(bad[i], &sel) != -EINVAL)
+			fail_msg("selector '%s' accepted", bad[i]);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_murmur2_matches_kafka),
+		cmocka_unit_test(test_selector_parse),
 		cmocka_unit_test(test_topic_names),
 		cmocka_unit_test(test_config_set_get_round_trip),
 		cmocka_unit_test(test_config_parse_refuses_what_it_cannot_keep),

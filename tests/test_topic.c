@@ -7,6 +7,8 @@
 #include "testutil.h"
 
 #include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -14,7 +16,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "config.h"
+#include "group.h"
 #include "io.h"
 #include "broker.h"
 #include "part.h"
@@ -498,6 +502,255 @@ static void test_crash_at_every_step_of_delete(void **state)
 	assert_true(absent >= 1);
 }
 
+/*
+ * Member eviction is an interval on the monotonic clock: a tick whose wall
+ * clock jumped a day ahead (a clock step) evicts nobody, one whose
+ * monotonic clock passed max.poll.interval.ms does. The tick takes both
+ * clocks as arguments, so the test drives them without touching the
+ * system clock.
+ */
+static void test_eviction_follows_the_monotonic_clock(void **state)
+{
+	char *dir = tu_mkdtemp();
+	struct broker *b = open_broker(dir, 1);
+	struct tick_now now;
+	struct member *m;
+	struct group *g;
+	struct topic *t;
+
+	(void)state;
+	assert_int_equal(broker_topic_create(b, "t"), 0);
+	t = broker_topic_get(b, "t");
+	assert_non_null(t);
+	assert_int_equal(groups_lookup(topic_groups(t), "g", &g), 0);
+	assert_int_equal(group_setxattr(g, "max.poll.interval.ms",
+					"60000", 5), 0);
+	assert_int_equal(member_join(g, getpid(), &m), 0);
+
+	now = clock_now();
+	now.wall_ms += 24 * 3600 * 1000LL;
+	broker_tick(b, &now);
+	assert_int_equal(member_commit(m), 0);
+
+	now = clock_now();
+	now.mono_ms += 61000;
+	broker_tick(b, &now);
+	assert_int_equal(member_commit(m), -ETIMEDOUT);
+
+	member_leave(m);
+	topic_put(t);
+	broker_close(b);
+	tu_rmdir(dir);
+}
+
+/* A step hook that stops the step named blk_step until blk_go is set. */
+static pthread_mutex_t blk_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t blk_cond = PTHREAD_COND_INITIALIZER;
+static const char *blk_step;
+static bool blk_reached, blk_go, other_done;
+
+static void blocking_hook(const char *step)
+{
+	pthread_mutex_lock(&blk_lock);
+	if (blk_step && strcmp(step, blk_step) == 0) {
+		blk_reached = true;
+		pthread_cond_broadcast(&blk_cond);
+		while (!blk_go)
+			pthread_cond_wait(&blk_cond, &blk_lock);
+	}
+	pthread_mutex_unlock(&blk_lock);
+}
+
+/* Wait until *flag or BLOCKED_DEADLINE_MS pass; the flag's value. */
+#define BLOCKED_DEADLINE_MS 5000
+static bool wait_flag(bool *flag)
+{
+	struct timespec until;
+	bool v;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += BLOCKED_DEADLINE_MS / 1000;
+	pthread_mutex_lock(&blk_lock);
+	while (!*flag && pthread_cond_timedwait(&blk_cond, &blk_lock,
+						&until) != ETIMEDOUT)
+		;
+	v = *flag;
+	pthread_mutex_unlock(&blk_lock);
+	return v;
+}
+
+struct bg_op {
+	struct broker *b;
+	const char *name;
+	bool delete;
+	int rc;
+};
+
+static void *bg_op_main(void *arg)
+{
+	struct bg_op *op = arg;
+
+	op->rc = op->delete ? broker_topic_delete(op->b, op->name) :
+		 broker_topic_create(op->b, op->name);
+	return NULL;
+}
+
+/* Look up topic "other" and append to it: rc 0 when both worked. */
+static void *other_main(void *arg)
+{
+	struct bg_op *op = arg;
+	struct topic *t = broker_topic_get(op->b, "other");
+	char line[] = "x\n";
+	uint32_t len = 2;
+	struct iovec iov = { line, len };
+
+	op->rc = !t ? -ENOENT : part_produce(topic_part(t, 0), &iov, 1, &len,
+					     1, NULL);
+	if (t)
+		topic_put(t);
+	pthread_mutex_lock(&blk_lock);
+	other_done = true;
+	pthread_cond_broadcast(&blk_cond);
+	pthread_mutex_unlock(&blk_lock);
+	return NULL;
+}
+
+/*
+ * While the creation or deletion of one topic is stopped in its disk work
+ * (at the step `at`), a lookup of and an append to another topic finish
+ * within the deadline: the disk work is not done under the broker lock.
+ */
+static void check_not_stalled_by(struct broker *b, const char *name,
+				 bool delete, const char *at)
+{
+	struct bg_op op = { b, name, delete, 1 }, other = { b, "other", 0, 1 };
+	pthread_t op_thread, other_thread;
+	int again = 0;
+	bool done;
+
+	blk_step = at;
+	blk_reached = blk_go = other_done = false;
+	broker_set_step_hook(blocking_hook);
+	assert_int_equal(pthread_create(&op_thread, NULL, bg_op_main, &op), 0);
+	assert_true(wait_flag(&blk_reached));
+	assert_int_equal(pthread_create(&other_thread, NULL, other_main,
+					&other), 0);
+	done = wait_flag(&other_done);
+	if (done) /* the name stays taken while its creation or deletion runs */
+		again = broker_topic_create(b, name);
+	pthread_mutex_lock(&blk_lock);
+	blk_go = true;
+	pthread_cond_broadcast(&blk_cond);
+	pthread_mutex_unlock(&blk_lock);
+	pthread_join(op_thread, NULL);
+	pthread_join(other_thread, NULL);
+	broker_set_step_hook(NULL);
+	blk_step = NULL;
+	assert_true(done);
+	assert_int_equal(other.rc, 0);
+	assert_int_equal(op.rc, 0);
+	assert_int_equal(again, -EEXIST);
+}
+
+static void test_create_and_delete_do_not_stall_other_topics(void **state)
+{
+	char *dir = tu_mkdtemp();
+	struct broker *b = open_broker(dir, 1);
+
+	(void)state;
+	assert_int_equal(broker_topic_create(b, "other"), 0);
+	check_not_stalled_by(b, "slow", false, "staged");
+	check_not_stalled_by(b, "slow2", false, "published");
+	assert_true(records(b, "slow", 0) == 0);
+	assert_true(records(b, "slow2", 0) == 0);
+	check_not_stalled_by(b, "slow", true, "moved to the trash");
+	assert_true(records(b, "slow", 0) == -1);
+	assert_true(records(b, "other", 0) == 3);
+	broker_close(b);
+	tu_rmdir(dir);
+}
+
+/* The flush hook: stops the flush of slow_part until blk_go; notes that
+ * of fast_part. */
+static struct part *slow_part, *fast_part;
+static bool fast_flushed, tick_done;
+
+static void slow_flush_hook(struct part *p)
+{
+	pthread_mutex_lock(&blk_lock);
+	if (p == fast_part)
+		fast_flushed = true;
+	if (p == slow_part) {
+		blk_reached = true;
+		pthread_cond_broadcast(&blk_cond);
+		while (!blk_go)
+			pthread_cond_wait(&blk_cond, &blk_lock);
+	}
+	pthread_cond_broadcast(&blk_cond);
+	pthread_mutex_unlock(&blk_lock);
+}
+
+static void *tick_main(void *arg)
+{
+	struct tick_now now = clock_now();
+
+	now.mono_ms += 10000; /* every flush.ms=1 partition is due */
+	broker_tick(arg, &now);
+	pthread_mutex_lock(&blk_lock);
+	tick_done = true;
+	pthread_cond_broadcast(&blk_cond);
+	pthread_mutex_unlock(&blk_lock);
+	return NULL;
+}
+
+/* Make topic name with flush.ms=1 and one record; its partition 0. */
+static struct part *flushy_topic(struct broker *b, const char *name,
+				 struct topic **t)
+{
+	assert_int_equal(broker_topic_create(b, name), 0);
+	*t = broker_topic_get(b, name);
+	assert_non_null(*t);
+	assert_int_equal(topic_config_set(*t, "flush.ms", "1", 1), 0);
+	produce(b, name, 0, 1);
+	return topic_part(*t, 0);
+}
+
+/*
+ * A tick hands due flushes to the flush threads: while the flush of
+ * partition B (ticked first) is stopped, the tick returns and partition
+ * A's flush runs, both within the deadline.
+ */
+static void test_slow_flush_does_not_delay_other_partitions(void **state)
+{
+	char *dir = tu_mkdtemp();
+	struct broker *b = open_broker(dir, 1);
+	struct topic *ta, *tb;
+	pthread_t tick;
+	bool ticked, flushed;
+
+	(void)state;
+	slow_part = flushy_topic(b, "b", &tb); /* lower id: ticked first */
+	fast_part = flushy_topic(b, "a", &ta);
+	blk_reached = blk_go = fast_flushed = tick_done = false;
+	broker_set_flush_hook(slow_flush_hook);
+	assert_int_equal(pthread_create(&tick, NULL, tick_main, b), 0);
+	assert_true(wait_flag(&blk_reached));
+	ticked = wait_flag(&tick_done);
+	flushed = wait_flag(&fast_flushed);
+	pthread_mutex_lock(&blk_lock);
+	blk_go = true;
+	pthread_cond_broadcast(&blk_cond);
+	pthread_mutex_unlock(&blk_lock);
+	pthread_join(tick, NULL);
+	assert_true(ticked);
+	assert_true(flushed);
+	topic_put(ta);
+	topic_put(tb);
+	broker_close(b);
+	broker_set_flush_hook(NULL);
+	tu_rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -507,6 +760,9 @@ int main(void)
 		cmocka_unit_test(test_partition_growth_is_all_or_nothing),
 		cmocka_unit_test(test_crash_at_every_step_of_create),
 		cmocka_unit_test(test_crash_at_every_step_of_delete),
+		cmocka_unit_test(test_eviction_follows_the_monotonic_clock),
+		cmocka_unit_test(test_create_and_delete_do_not_stall_other_topics),
+		cmocka_unit_test(test_slow_flush_does_not_delay_other_partitions),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -591,6 +591,12 @@ class GroupTest(MountTest):
         consume_from("@t=0", 0)
         consume_from("latest", 10)
         consume_from("@2999-01-01T00:00:00Z", 10)
+        # The selector views take (FILESYSTEM.md): the last N, times
+        # without "@", a number too large to parse is ERANGE.
+        consume_from("-3", 7)
+        consume_from("-99999999999999999999999", 0)
+        consume_from(f"t={mark}", 5)
+        consume_from(iso, 5)
         # Refused while the group has a member; bad values.
         fd = self.join("g")
         self.assertErrno(errno.EBUSY, self.gset, "g", "offset.0", "earliest")
@@ -598,6 +604,8 @@ class GroupTest(MountTest):
         wait_for(lambda: self.gget("g", "owner.0") == "-",
                  what="the member to leave")
         self.assertErrno(errno.ERANGE, self.gset, "g", "offset.0", "11")
+        self.assertErrno(errno.ERANGE, self.gset, "g", "offset.0",
+                         "99999999999999999999999")
         self.assertErrno(errno.EINVAL, self.gset, "g", "offset.0", "soon")
         self.assertErrno(errno.EPERM, self.gset, "g", "lag.0", "0")
         self.assertEqual(self.gget("g", "offset.0"), "10")

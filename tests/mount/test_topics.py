@@ -137,3 +137,54 @@ class TestTopicsOnDisk(MountTest):
         self.assertEqual(os.stat(self.m.path("t", "1")).st_ino, ino)
         self.sh("echo after >> t/1")
         self.assertEqual(self.read("t", "1"), b"after\n")
+
+
+class TestDeleteDoesNotStall(MountTest):
+    """rmdir of a large topic does its disk work (rename, syncs, removal
+    of the files) outside the mount-wide lock: appends to another topic
+    go on meanwhile."""
+
+    # Files that make the topic's removal take a noticeable time. They are
+    # put straight into its directory on disk (the removal takes the whole
+    # tree): making as many real segments through the mount would take
+    # minutes on the shared test machine.
+    BULK_FILES = 30000
+
+    def test_rmdir_of_a_large_topic_does_not_stall_appends(self):
+        import threading
+        import time
+        os.mkdir(self.m.path("big"))
+        os.mkdir(self.m.path("other"))
+        self.sh("echo a >> big/0; echo b >> other/0")
+        bulk = os.path.join(self.m.data, "topics", "big", "bulk")
+        os.mkdir(bulk)
+        for i in range(self.BULK_FILES):
+            with open(os.path.join(bulk, str(i)), "wb") as f:
+                f.write(b"x" * 64)
+        os.sync()
+        done = threading.Event()
+        took = {}
+
+        def remove():
+            t0 = time.monotonic()
+            os.rmdir(self.m.path("big"))
+            took["rmdir"] = time.monotonic() - t0
+            done.set()
+
+        th = threading.Thread(target=remove)
+        worst, n = 0.0, 0
+        th.start()
+        while not done.is_set():
+            t0 = time.monotonic()
+            self.append(b"during\n", "other", "0")
+            worst = max(worst, time.monotonic() - t0)
+            n += 1
+        th.join()
+        self.assertFalse(os.path.exists(bulk))
+        self.assertGreaterEqual(n, 2, "the rmdir ended before any append")
+        self.assertGreater(took["rmdir"], 0.2,
+                           "the removal was too quick to tell anything")
+        self.assertLess(worst, took["rmdir"] / 4,
+                        f"an append took {worst:.3f} s during an rmdir "
+                        f"of {took['rmdir']:.3f} s")
+        self.assertEqual(self.read("other", "0").count(b"during\n"), n)
