@@ -328,7 +328,10 @@ static int writer_append(struct writer *w, const uint8_t *buf, size_t size,
 			w->plen = 0;
 		if (rc == -EMSGSIZE && tl.open && (continues || !piece)) {
 			w->discarding = true;
-			w->discard_left = tl.left;
+			/* After a later request of a write() is refused the
+			 * kernel returns a short count and the writer sends
+			 * this request's bytes again: count them as to come. */
+			w->discard_left = tl.left + (continues ? size : 0);
 		}
 		return rc;
 	}

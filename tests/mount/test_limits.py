@@ -145,6 +145,29 @@ class TestBinary(LimitTest):
         os.close(fd)
         self.assertEqual(self.read("t", "0"), good)
 
+    def test_a_frame_refused_after_a_short_count_then_resent(self):
+        """A frame refused in a later request of one write(): the short
+        count makes the writer send that request's bytes again, and all
+        of them up to the frame's end are refused."""
+        self.limit(MIB + MIB // 2)
+        fd = self.open()
+        # A good frame longer than a request, so that the bad frame's
+        # length field arrives in the second request of the write().
+        first = b"g" * (MIB + MIB // 5)
+        payload = self.LOOKS_FRAMED * (2 * MIB // len(self.LOOKS_FRAMED))
+        data = (struct.pack(">I", len(first)) + first +
+                struct.pack(">I", len(payload)) + payload)
+        n = os.write(fd, data)
+        self.assertTrue(MIB - 4096 < n <= MIB, n)
+        rest = data[n:]
+        while rest:  # in small pieces, as stdio would
+            self.refused(fd, rest[:64 * 1024])
+            rest = rest[64 * 1024:]
+        good = struct.pack(">I", 2) + b"ok"
+        self.assertEqual(os.write(fd, good), 6)
+        os.close(fd)
+        self.assertEqual(self.read("t", "0"), good)
+
     def test_a_frame_too_long_held_then_refused(self):
         self.limit(100)
         fd = self.open()
