@@ -253,7 +253,6 @@ void node_stat(struct fs *fs, fuse_ino_t ino, const struct node *n,
 		      struct stat *st);
 double node_timeout(const struct node *n);
 void reply_entry(fuse_req_t req, fuse_ino_t ino, const struct node *n);
-int parse_u64(const char *s, uint64_t *out);
 int view_resolve(struct log *l, const char *sel, uint64_t *pos);
 
 /* dir.c */

@@ -454,9 +454,7 @@ int config_parse_time(const char *s, int64_t *ms)
 
 /* ---- selectors ----------------------------------------------------------- */
 
-/* A decimal number: -EINVAL if s is not one, -ERANGE if it is too large
- * (*out is then UINT64_MAX). */
-static int selector_u64(const char *s, uint64_t *out)
+int config_parse_u64(const char *s, uint64_t *out)
 {
 	char *end;
 
@@ -480,11 +478,11 @@ int selector_parse(const char *s, struct selector *out)
 		out->kind = SEL_LATEST;
 	} else if (s[0] == '-') {
 		out->kind = SEL_LAST;
-		if (selector_u64(s + 1, &out->n) == -EINVAL)
+		if (config_parse_u64(s + 1, &out->n) == -EINVAL)
 			return -EINVAL; /* too large: every record */
 	} else if (strncmp(s, "t=", 2) == 0) {
 		out->kind = SEL_TIME;
-		if (selector_u64(s + 2, &u) == -EINVAL)
+		if (config_parse_u64(s + 2, &u) == -EINVAL)
 			return -EINVAL;
 		out->ms = u > INT64_MAX ? INT64_MAX : (int64_t)u;
 	} else if (strchr(s, 'T')) {
@@ -493,7 +491,7 @@ int selector_parse(const char *s, struct selector *out)
 			return -EINVAL;
 	} else {
 		out->kind = SEL_OFFSET;
-		if (selector_u64(s, &out->n) == -EINVAL)
+		if (config_parse_u64(s, &out->n) == -EINVAL)
 			return -EINVAL; /* too large: past the end */
 	}
 	return 0;

@@ -110,4 +110,8 @@ int selector_parse(const char *s, struct selector *out);
 int selector_resolve(struct log *l, const struct selector *sel,
 		     uint64_t *off);
 
+/* A decimal number: -EINVAL if s is not one, -ERANGE if it is too large
+ * (*out is then UINT64_MAX). */
+int config_parse_u64(const char *s, uint64_t *out);
+
 #endif

@@ -45,7 +45,7 @@ static int lookup_in_topic(fuse_req_t req, struct node *dir, const char *name)
 		return -ENOENT;
 	snprintf(num, sizeof(num), "%.*s",
 		 (int)(at ? (size_t)(at - name) : strlen(name)), name);
-	if (parse_u64(num, &p) < 0 || p >= topic_partitions(dir->t) ||
+	if (config_parse_u64(num, &p) < 0 || p >= topic_partitions(dir->t) ||
 	    (num[0] == '0' && num[1] != '\0'))
 		return -ENOENT;
 	n.part = (uint32_t)p;

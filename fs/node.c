@@ -284,20 +284,6 @@ void reply_entry(fuse_req_t req, fuse_ino_t ino, const struct node *n)
 
 /* ---- read views -------------------------------------------------------- */
 
-/* A decimal number: -EINVAL if s is not one, -ERANGE if it is too large
- * (*out is then UINT64_MAX). */
-int parse_u64(const char *s, uint64_t *out)
-{
-	char *end;
-
-	if (*s < '0' || *s > '9')
-		return -EINVAL;
-	errno = 0;
-	*out = strtoull(s, &end, 10);
-	if (*end)
-		return -EINVAL;
-	return errno == ERANGE ? -ERANGE : 0;
-}
 
 /*
  * Resolve a selector (the text after '@') to a partition position:
