@@ -284,7 +284,6 @@ void reply_entry(fuse_req_t req, fuse_ino_t ino, const struct node *n)
 
 /* ---- read views -------------------------------------------------------- */
 
-
 /*
  * Resolve a selector (the text after '@') to a partition position:
  * <offset>, earliest, latest, -N, t=<unix ms>, or an ISO-8601 time.
