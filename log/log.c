@@ -2450,3 +2450,8 @@ int log_wait_change(struct log *l, uint64_t seen,
 	pthread_mutex_unlock(&l->wait_lock);
 	return rc;
 }
+
+void log_thread_release(void)
+{
+	seg_thread_release();
+}

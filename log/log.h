@@ -447,4 +447,11 @@ void log_wake(struct log *l);
  */
 int log_scrub(struct log *l);
 
+/*
+ * Free what the engine keeps for the calling thread (the buffer that
+ * verifications read through, otherwise freed when the thread ends): for
+ * a leak check in a thread that lives on.
+ */
+void log_thread_release(void);
+
 #endif

@@ -1181,6 +1181,14 @@ static uint8_t *verify_buf(void)
 	return buf;
 }
 
+void seg_thread_release(void)
+{
+	if (!verify_buf_key_ok)
+		return;
+	free(pthread_getspecific(verify_buf_key));
+	pthread_setspecific(verify_buf_key, NULL);
+}
+
 int seg_verify_range(struct seg *s, uint64_t a, uint64_t b)
 {
 	uint32_t n;

@@ -276,4 +276,7 @@ void seg_doom_hidden(struct seg *s);
 /* Drop a reference; the last one closes (and unlinks a doomed segment). */
 void seg_unref(struct seg *s);
 
+/* Free the calling thread's verification buffer (log_thread_release). */
+void seg_thread_release(void);
+
 #endif

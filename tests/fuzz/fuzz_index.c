@@ -393,6 +393,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	for (int i = 0; i < n; i++)
 		free(segs[i].meta);
+	log_thread_release();
 	fuzz_alloc_check();
 	return 0;
 }
