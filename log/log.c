@@ -1038,6 +1038,50 @@ int log_append(struct log *l, const void *payload, size_t len,
 	return log_appendv(l, &v, 1, lens, n, opts, info);
 }
 
+/*
+ * End an append that began with nsegs segments at the log end saved: if
+ * rc says it failed, undo it whole (the caller reports the failure; only
+ * worse news is ours); else seal the segments it rolled over, publish
+ * them and move the log end, ts being its newest timestamp, and fill
+ * info. Returns rc, or 0. Append lock held.
+ */
+static int log_append_finish(struct log *l, int rc, uint32_t nsegs,
+			     const struct seg_tail *saved,
+			     const struct epoch_undo *eu, int64_t ts,
+			     struct log_append_info *info)
+{
+	struct ends e;
+
+	if (rc < 0) {
+		int urc = log_append_undo(l, nsegs, saved, eu);
+		if (urc < 0)
+			log_stick(l, -urc, "undoing a failed append");
+		return rc;
+	}
+	for (uint32_t i = nsegs - 1; i < l->nsegs; i++) {
+		if (i + 1 < l->nsegs) {
+			rc = seg_seal(l->segs[i]);
+			if (rc < 0)
+				log_stick(l, -rc, "sealing a segment");
+		}
+		seg_publish(l->segs[i]);
+	}
+	l->last_ts = ts;
+	atomic_store(&l->pub_max_ts, ts);
+	read_ends(l, &e);
+	e.leo = log_active(l)->w.end_offset;
+	e.leo_pos = log_active(l)->w.end_pos;
+	write_ends(l, &e);
+	if (info) {
+		info->base_offset = saved->end_offset;
+		info->end_offset = e.leo;
+		info->base_pos = saved->end_pos;
+		info->end_pos = e.leo_pos;
+		info->timestamp_ms = ts;
+	}
+	return 0;
+}
+
 int log_appendv(struct log *l, const struct iovec *iov, int iovcnt,
 		const uint32_t *lens, uint32_t n,
 		const struct log_append_opts *opts,
@@ -1049,7 +1093,6 @@ int log_appendv(struct log *l, const struct iovec *iov, int iovcnt,
 	struct epoch_undo eu;
 	uint32_t nsegs, epoch, i;
 	int64_t now, ts;
-	struct ends e;
 	int rc;
 
 	if (n == 0)
@@ -1103,37 +1146,7 @@ int log_appendv(struct log *l, const struct iovec *iov, int iovcnt,
 				     now);
 		i = j;
 	}
-	if (rc < 0) {
-		/* The caller reports the failure; only worse news is ours. */
-		int urc = log_append_undo(l, nsegs, &saved, &eu);
-		if (urc < 0)
-			log_stick(l, -urc, "undoing a failed append");
-		goto out_unlock;
-	}
-
-	/* Seal the segments that were rolled over, then publish. */
-	for (i = nsegs - 1; i < l->nsegs; i++) {
-		if (i + 1 < l->nsegs) {
-			rc = seg_seal(l->segs[i]);
-			if (rc < 0)
-				log_stick(l, -rc, "sealing a segment");
-		}
-		seg_publish(l->segs[i]);
-	}
-	rc = 0;
-	l->last_ts = ts;
-	atomic_store(&l->pub_max_ts, ts);
-	read_ends(l, &e);
-	e.leo = log_active(l)->w.end_offset;
-	e.leo_pos = log_active(l)->w.end_pos;
-	write_ends(l, &e);
-	if (info) {
-		info->base_offset = saved.end_offset;
-		info->end_offset = e.leo;
-		info->base_pos = saved.end_pos;
-		info->end_pos = e.leo_pos;
-		info->timestamp_ms = ts;
-	}
+	rc = log_append_finish(l, rc, nsegs, &saved, &eu, ts, info);
 out_unlock:
 	pthread_mutex_unlock(&l->append_lock);
 	return rc;
@@ -2353,7 +2366,6 @@ int log_append_batches(struct log *l, const void *meta, size_t meta_len,
 	bool epochs_changed = false;
 	struct batch_hdr h;
 	int64_t now;
-	struct ends e;
 	int rc;
 
 	if (meta_len == 0)
@@ -2390,34 +2402,7 @@ int log_append_batches(struct log *l, const void *meta, size_t meta_len,
 		mo += batch_meta_size(h.count);
 		dof += h.stored_len;
 	}
-	if (rc < 0) {
-		int urc = log_append_undo(l, nsegs, &saved, &eu);
-		if (urc < 0)
-			log_stick(l, -urc, "undoing a failed append");
-		goto out_unlock;
-	}
-	for (i = nsegs - 1; i < l->nsegs; i++) {
-		if (i + 1 < l->nsegs) {
-			rc = seg_seal(l->segs[i]);
-			if (rc < 0)
-				log_stick(l, -rc, "sealing a segment");
-		}
-		seg_publish(l->segs[i]);
-	}
-	rc = 0;
-	l->last_ts = h.max_ts;
-	atomic_store(&l->pub_max_ts, h.max_ts);
-	read_ends(l, &e);
-	e.leo = log_active(l)->w.end_offset;
-	e.leo_pos = log_active(l)->w.end_pos;
-	write_ends(l, &e);
-	if (info) {
-		info->base_offset = saved.end_offset;
-		info->end_offset = e.leo;
-		info->base_pos = saved.end_pos;
-		info->end_pos = e.leo_pos;
-		info->timestamp_ms = h.max_ts;
-	}
+	rc = log_append_finish(l, rc, nsegs, &saved, &eu, h.max_ts, info);
 out_unlock:
 	pthread_mutex_unlock(&l->append_lock);
 	return rc;
