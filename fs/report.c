@@ -1,5 +1,6 @@
 /* .status (kafka-topics --describe) and .metrics (Prometheus). */
 #include "adapter.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -508,14 +509,6 @@ out_free:
 
 #undef LBL
 
-static int64_t report_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /*
  * The slot of the text kept for a stat by thread pid: its own if any,
  * else a free one, else the oldest. fs->report_lock held.
@@ -552,7 +545,7 @@ static char *report_render(struct fs *fs, int kind, size_t *len)
 static bool report_fresh(const struct report *r, pid_t pid)
 {
 	return r->text && r->pid == pid &&
-	       report_now_ms() - r->made_ms < REPORT_REUSE_MS;
+	       clock_mono_ms() - r->made_ms < REPORT_REUSE_MS;
 }
 
 /*
@@ -586,7 +579,7 @@ void report_stat(fuse_req_t req, const struct node *n,
 	r = report_slot(fs, n->kind, pid);
 	if (!report_fresh(r, pid)) {
 		free(r->text);
-		*r = (struct report){ .pid = pid, .made_ms = report_now_ms() };
+		*r = (struct report){ .pid = pid, .made_ms = clock_mono_ms() };
 		r->text = report_render(fs, n->kind, &r->len);
 	}
 	st->st_size = r->text ? (off_t)r->len : 0;
