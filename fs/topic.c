@@ -315,8 +315,12 @@ const char *topic_dir(const struct topic *t)
 
 void topic_move(struct topic *t, char *dir)
 {
+	/* Under the topic lock: a settings change (new partitions, the
+	 * settings file) builds paths from t->dir while holding it. */
+	pthread_mutex_lock(&t->lock);
 	free(t->dir);
 	t->dir = dir;
+	pthread_mutex_unlock(&t->lock);
 }
 
 void topic_set_deleted(struct topic *t, bool deleted)

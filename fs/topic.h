@@ -84,7 +84,8 @@ int topic_save_config(struct topic *t);
  * UINT32_MAX if none did). */
 int topic_start(struct topic *t, uint32_t *failed);
 const char *topic_dir(const struct topic *t);
-/* Its files now live in dir (malloc'd, taken over). */
+/* Its files now live in dir (malloc'd, taken over; the topic lock is
+ * taken, so a settings change sees the old path or the new one). */
 void topic_move(struct topic *t, char *dir);
 /* Deleted: its directory is removed with the last reference. */
 void topic_set_deleted(struct topic *t, bool deleted);
