@@ -162,6 +162,15 @@ struct writer {
 	uint64_t discard_left;
 	bool last_piece;         /* the last request was accepted and
 				  * nearly max_write: a longer write()'s */
+	/* The request being answered (write.c), while one is being served
+	 * under the handle's lock: its records wait for their commit when
+	 * acks=all, and for the disk when durable. NULL: acks=0. */
+	struct write_op *op;
+	bool acks_all, durable;
+	bool sync_writes;        /* opened with O_SYNC or O_DSYNC */
+	uint64_t *ends;          /* per partition: the end offset of the
+				  * records this file appended (for fsync) */
+	uint32_t nends;
 };
 
 /* The read side of a partition file or a read view. */
@@ -287,9 +296,6 @@ void reader_count_out(struct reader *r);
 void fh_free(struct fh *fh);
 void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 struct fh *fh_of(struct fuse_file_info *fi);
-void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
-void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
-		     struct fuse_file_info *fi);
 void op_release(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi);
 void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -302,6 +308,11 @@ void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd,
 const char *writer_where(const struct writer *w, char *buf, size_t size);
 void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		     size_t size, off_t off, struct fuse_file_info *fi);
+void writer_init(struct writer *w, struct topic *t, struct part *p,
+		 int flags);
+void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+		     struct fuse_file_info *fi);
 int writer_flush(struct fh *fh);
 void writer_release(struct writer *w);
 

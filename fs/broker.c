@@ -21,6 +21,7 @@
 #include "grow.h"
 #include "io.h"
 #include "msg.h"
+#include "syncer.h"
 #include "part.h"
 
 #define TOPICS_DIR "topics"
@@ -919,6 +920,7 @@ int broker_open(const struct broker_opts *o, struct broker **out)
 		goto out_free;
 	}
 	broker_init_flushers(b);
+	syncer_hold();
 	rc = broker_load_topics(b);
 	if (rc < 0)
 		goto out_close;
@@ -963,6 +965,7 @@ int broker_close(struct broker *b)
 	pthread_rwlock_destroy(&b->lock);
 	pthread_mutex_destroy(&b->id_lock);
 	free(b);
+	syncer_release();
 	return 0;
 }
 

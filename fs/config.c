@@ -45,6 +45,7 @@ static const struct config_desc config_table[] = {
 	  LOG_RECORD_BYTES_MAX },
 	{ "flush.messages", CT_I64, F(flush_messages), 1, INT64_MAX },
 	{ "flush.ms", CT_I64, F(flush_ms), 1, INT64_MAX },
+	{ "write.caching", CT_BOOL, F(write_caching), 0, 0 },
 	{ "segment.bytes", CT_U64, F(log.segment_bytes),
 	  (int64_t)LOG_SEGMENT_BYTES_MIN, (int64_t)LOG_SEGMENT_BYTES_MAX },
 	{ "segment.ms", CT_I64, F(log.segment_ms), 1, INT64_MAX },
@@ -66,11 +67,12 @@ void config_default(struct topic_config *c, uint32_t partitions)
 	c->partitions = partitions;
 	c->replication_factor = 1;
 	c->min_insync_replicas = 1;
-	c->acks = 1;
+	c->acks = -1;            /* Kafka's producer default since 3.0 */
 	c->framing = FRAMING_LINES;
 	c->max_message_bytes = 1048588; /* Kafka's default */
 	c->flush_messages = INT64_MAX;
 	c->flush_ms = 10000;
+	c->write_caching = true; /* Redpanda's default: as Kafka acknowledges */
 	log_config_default(&c->log);
 }
 
@@ -169,7 +171,10 @@ int config_get(const struct topic_config *c, const char *name, char *buf,
 			 *(const bool *)(const void *)(base + d->off) ? "true" : "false");
 		break;
 	case CT_ACKS:
-		snprintf(buf, size, "%s", c->acks == -1 ? "all" : "1");
+		if (c->acks == -1)
+			snprintf(buf, size, "all");
+		else
+			snprintf(buf, size, "%d", c->acks);
 		break;
 	case CT_CODEC:
 		snprintf(buf, size, "%s", codec_name(c->log.codec));
@@ -243,7 +248,9 @@ int config_set(struct topic_config *c, const char *name, const char *value,
 		*(bool *)(void *)(base + d->off) = strcmp(v, "true") == 0;
 		break;
 	case CT_ACKS:
-		if (strcmp(v, "1") == 0)
+		if (strcmp(v, "0") == 0)
+			n.acks = 0;
+		else if (strcmp(v, "1") == 0)
 			n.acks = 1;
 		else if (strcmp(v, "all") == 0 || strcmp(v, "-1") == 0)
 			n.acks = -1;

@@ -23,13 +23,14 @@ struct topic_config {
 	uint32_t partitions;
 	uint32_t replication_factor;
 	uint32_t min_insync_replicas;
-	int acks;                       /* 1, or -1 for "all" */
+	int acks;                       /* 0, 1, or -1 for "all" */
 	bool unclean_leader_election;
 	int framing;
 	char key_separator[KEY_SEPARATOR_MAX + 1]; /* "" = records unkeyed */
 	uint32_t max_message_bytes;
 	int64_t flush_messages;         /* fsync after this many records */
 	int64_t flush_ms;               /* fsync when data is this old */
+	bool write_caching;             /* acknowledge before the disk has it */
 	struct log_config log;          /* segment.*, retention.*, compression.* */
 };
 

@@ -128,16 +128,9 @@ static struct fh *fh_new(struct node *n)
 	return fh;
 }
 
-static void writer_init(struct writer *w, struct topic *t, struct part *p)
-{
-	w->t = t;
-	w->p = p;
-	w->sticky = UINT32_MAX;
-}
-
 /* Open the handle's own state; -ENOMEM and the like. */
 static int fh_open(fuse_req_t req, struct fh *fh, const struct node *n,
-		   bool writable)
+		   int flags)
 {
 	struct part_fh *pf = fh_part(fh);
 	struct report_fh *rf = fh_report(fh);
@@ -152,9 +145,9 @@ static int fh_open(fuse_req_t req, struct fh *fh, const struct node *n,
 	if (pf) {
 		pf->r.p = topic_part(fh->t, n->part);
 		pf->r.base = fh->kind == K_VIEW ? n->view_start : 0;
-		pf->writable = writable;
-		if (writable)
-			writer_init(&pf->w, fh->t, pf->r.p);
+		pf->writable = (flags & O_ACCMODE) != O_RDONLY;
+		if (pf->writable)
+			writer_init(&pf->w, fh->t, pf->r.p, flags);
 		pf->r.bv = malloc(sizeof(struct fuse_bufvec) +
 				  READ_EXTENTS_MAX * sizeof(struct fuse_buf));
 		if (!pf->r.bv)
@@ -169,7 +162,7 @@ static int fh_open(fuse_req_t req, struct fh *fh, const struct node *n,
 			return -ENOMEM;
 		return member_join(n->g, fuse_req_ctx(req)->pid, &mf->member);
 	}
-	writer_init(&FH_AS(fh, produce_fh)->w, fh->t, NULL);
+	writer_init(&FH_AS(fh, produce_fh)->w, fh->t, NULL, flags);
 	return 0;
 }
 
@@ -239,7 +232,7 @@ void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fh = fh_new(&n);
 	if (!fh)
 		goto out_put;
-	rc = fh_open(req, fh, &n, (fi->flags & O_ACCMODE) != O_RDONLY);
+	rc = fh_open(req, fh, &n, fi->flags);
 	if (rc < 0)
 		goto out_free;
 	/*
@@ -274,43 +267,6 @@ out_err:
 struct fh *fh_of(struct fuse_file_info *fi)
 {
 	return (struct fh *)(uintptr_t)fi->fh;
-}
-
-void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	struct fh *fh = fh_of(fi);
-	struct writer *w = fh_writer(fh);
-	bool mine = false;
-
-	(void)ino;
-	if (w) {
-		pthread_mutex_lock(&fh->lock);
-		mine = w->owner == fi->lock_owner;
-		pthread_mutex_unlock(&fh->lock);
-	}
-	fuse_reply_err(req, mine ? -writer_flush(fh) : 0);
-}
-
-void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
-	      struct fuse_file_info *fi)
-{
-	struct fh *fh = fh_of(fi);
-	struct part_fh *pf = fh_part(fh);
-	int rc = 0;
-
-	(void)ino;
-	(void)datasync;
-	if (fh_writer(fh))
-		rc = writer_flush(fh);
-	if (fh_member(fh)) {
-		rc = member_commit(fh_member(fh)->member);
-	} else if (rc == 0 && pf) {
-		rc = part_sync(pf->r.p);
-	} else if (rc == 0 && fh->kind == K_PRODUCE) {
-		for (uint32_t p = 0; rc == 0 && p < topic_partitions(fh->t); p++)
-			rc = part_sync(topic_part(fh->t, p));
-	}
-	fuse_reply_err(req, -rc);
 }
 
 void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include "commit.h"
 #include "io.h"
 #include "msg.h"
+#include "syncer.h"
 
 /* A group commit appends at most this many payload bytes (one request
  * alone may be larger). */
@@ -56,7 +58,14 @@ struct part {
 	struct repl_commit commit; /* the high watermark's owner */
 	int64_t last_flush_ms;     /* monotonic (clock.h) */
 	bool flush_queued;        /* a tick's flush is queued or running */
+	struct part_wait *told;   /* waits completed, to be told (unlocked) */
+	struct sync_job sync_job; /* syncs for durable waits (syncer.h) */
 };
+
+#define container_of(ptr, type, member) \
+	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
+static void part_sync_job(struct sync_job *j);
 
 static uint64_t mono_us(void)
 {
@@ -90,6 +99,7 @@ int part_open(const char *dir, const char *topic, uint32_t index,
 	p->flush_messages = cfg->flush_messages;
 	p->flush_ms = cfg->flush_ms;
 	p->q_tail = &p->q_head;
+	p->sync_job.run = part_sync_job;
 	p->last_flush_ms = clock_mono_ms();
 	pthread_mutex_init(&p->q_lock, NULL);
 	pthread_cond_init(&p->q_cond, NULL);
@@ -97,14 +107,26 @@ int part_open(const char *dir, const char *topic, uint32_t index,
 	return 0;
 }
 
+static void part_unlock_tell(struct part *p);
+
 int part_close(struct part *p, bool clean)
 {
+	struct log_state st;
 	int rc = 0;
 
+	syncer_idle(&p->sync_job);
+	log_get_state(p->log, &st);
 	if (clean)
 		rc = log_close(p->log);
 	else
 		log_abandon(p->log);
+	/* A clean close made everything durable: tell the waits so; any
+	 * other wait fails (there is no more partition to wait on). */
+	pthread_mutex_lock(&p->q_lock);
+	if (clean && rc == 0)
+		repl_commit_replica(&p->commit, 0, st.leo, st.leo);
+	repl_commit_fail_all(&p->commit, -ESHUTDOWN);
+	part_unlock_tell(p);
 	pthread_mutex_destroy(&p->q_lock);
 	pthread_cond_destroy(&p->q_cond);
 	free(p->giov);
@@ -148,6 +170,34 @@ static void part_note_latency(struct part *p, uint64_t us)
 	atomic_fetch_add(&p->stats.latency_sum_us, us);
 }
 
+/* The commit point completed a wait (q_lock held): tell it later. */
+static void part_wait_done(struct repl_waiter *rw, int rc)
+{
+	struct part_wait *w = container_of(rw, struct part_wait, rw);
+
+	w->rc = rc;
+	w->next = w->p->told;
+	w->p->told = w;
+}
+
+/* Unlock q_lock, then tell the completed waits, in arrival order. */
+static void part_unlock_tell(struct part *p)
+{
+	struct part_wait *w = p->told, *rev = NULL, *next;
+
+	p->told = NULL;
+	pthread_mutex_unlock(&p->q_lock);
+	for (; w; w = next) {
+		next = w->next;
+		w->next = rev;
+		rev = w;
+	}
+	for (w = rev; w; w = next) {
+		next = w->next;
+		w->done(w, w->rc);
+	}
+}
+
 /*
  * Tell the commit point where the log ends and what is on disk, and
  * publish the high watermark it answers (repl/ owns the value).
@@ -162,7 +212,50 @@ static void part_replica_moved(struct part *p)
 	pthread_mutex_lock(&p->q_lock);
 	hw = repl_commit_replica(&p->commit, 0, st.leo, st.recovery_point);
 	log_set_hw(p->log, hw);
+	part_unlock_tell(p);
+}
+
+void part_wait_commit(struct part *p, uint64_t offset, bool durable,
+		      struct part_wait *w)
+{
+	bool sync;
+
+	w->p = p;
+	w->rw = (struct repl_waiter){ .offset = offset, .durable = durable,
+				      .done = part_wait_done };
+	pthread_mutex_lock(&p->q_lock);
+	repl_commit_wait(&p->commit, &w->rw);
+	sync = durable && repl_commit_durable(&p->commit) < offset;
+	part_unlock_tell(p);
+	if (sync)
+		syncer_queue(&p->sync_job);
+}
+
+/*
+ * A sync thread's run for durable waits: everything written so far to
+ * disk (log_sync_to: the data and whatever metadata the records need),
+ * then the waits it covers are done. Writers that arrive meanwhile
+ * queue the next run, which covers them all at once.
+ */
+static void part_sync_job(struct sync_job *j)
+{
+	struct part *p = container_of(j, struct part, sync_job);
+	int rc;
+
+	pthread_mutex_lock(&p->q_lock);
+	p->unflushed = 0;
+	p->last_flush_ms = clock_mono_ms();
 	pthread_mutex_unlock(&p->q_lock);
+	rc = log_sync_to(p->log, UINT64_MAX);
+	if (rc == 0) {
+		part_replica_moved(p);
+		return;
+	}
+	msg(LOG_ERR, "topic %s partition %" PRIu32 ": sync failed: %s",
+	    p->topic, p->index, strerror(-rc));
+	pthread_mutex_lock(&p->q_lock);
+	repl_commit_fail_all(&p->commit, rc);
+	part_unlock_tell(p);
 }
 
 /*
@@ -278,8 +371,8 @@ int part_produce(struct part *p, const struct iovec *iov, int iovcnt,
 	part_note_latency(p, mono_us() - t0);
 	if (req.rc == 0 && info)
 		*info = req.info;
-	if (flush)
-		part_sync(p);
+	if (flush) /* flush.messages: in the background, as fsync does */
+		syncer_queue(&p->sync_job);
 	return req.rc;
 }
 

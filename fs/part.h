@@ -16,6 +16,7 @@
 #include <sys/uio.h>
 
 #include "clock.h"
+#include "commit.h"
 #include "config.h"
 #include "log.h"
 
@@ -55,13 +56,37 @@ struct part_stats *part_stats(struct part *p);
  * Append n records (lens; their bytes back to back in the iovcnt pieces
  * of iov, a record may span pieces) to the partition, combined with
  * whatever other writers append at the same moment into one append
- * (group commit). On return the records are readable (high watermark
- * moved) and *info says which offsets they got.
+ * (group commit). On return the records are appended and *info says
+ * which offsets they got; part_wait_commit waits for their commit. The
+ * caller's bytes are used in place, so a writer waits here while the
+ * writer leading the group appends them: the queue holds at most one
+ * request per writing thread, and memory never grows with a backlog.
  */
 int part_produce(struct part *p, const struct iovec *iov, int iovcnt,
 		 const uint32_t *lens, uint32_t n, struct log_append_info *info);
 
-/* fsync the partition (what fsync(2) on its file does). */
+/*
+ * A wait for the records below an offset to be committed (under the high
+ * watermark: what acks=all waits for) and, if durable, on disk (what
+ * write.caching=false and fsync wait for). done(w, rc) runs exactly once,
+ * 0 or a negative errno, in whichever thread completes the wait (maybe
+ * inside part_wait_commit, maybe a sync thread), never under a
+ * partition's lock. The caller owns w until then.
+ */
+struct part_wait {
+	void (*done)(struct part_wait *w, int rc);
+	/* part.c's */
+	struct repl_waiter rw;
+	struct part *p;
+	int rc;
+	struct part_wait *next;
+};
+
+/* Wait (w->done set by the caller); a durable wait queues a sync. */
+void part_wait_commit(struct part *p, uint64_t offset, bool durable,
+		      struct part_wait *w);
+
+/* Flush the partition now (data, metadata and checkpoint). */
 int part_sync(struct part *p);
 
 /*

@@ -17,7 +17,7 @@ DEFAULTS = {
     "partitions": "1",
     "replication.factor": "1",
     "min.insync.replicas": "1",
-    "acks": "1",
+    "acks": "all",
     "unclean.leader.election.enable": "false",
     "framing": "lines",
     "key.separator": "",
@@ -25,6 +25,7 @@ DEFAULTS = {
     "max.message.bytes": "1048588",
     "flush.messages": "9223372036854775807",
     "flush.ms": "10000",
+    "write.caching": "true",
     "segment.bytes": "1073741824",
     "segment.ms": "604800000",
     "segment.index.bytes": "10485760",
@@ -102,11 +103,12 @@ class TestListing(XattrTest):
         self.assertEqual(got["high_watermark"], "3")
         self.assertEqual(got["log_end_offset"], "3")
         self.assertLessEqual(int(got["recovery_point"]), 3)
-        # fsync moves the recovery point to the end.
+        # fsync moves the recovery point past what the file wrote.
         fd = os.open(self.m.path("t", "0"), os.O_WRONLY | os.O_APPEND)
+        os.write(fd, b"d\n")
         os.fsync(fd)
         os.close(fd)
-        self.assertEqual(self.get("t/0", "recovery_point"), "3")
+        self.assertEqual(self.get("t/0", "recovery_point"), "4")
 
     def test_other_files_have_no_settings(self):
         """Root, .produce and .status list no topicfs settings."""
@@ -135,6 +137,11 @@ class TestValidation(XattrTest):
             self.assertEqual(self.get("t", name), value, name)
             out = self.sh(f"getfattr --only-values -n {P}{name} t").stdout
             self.assertEqual(out.decode(), value)
+        for value in ("0", "1"):
+            self.set("t", "acks", value)
+            self.assertEqual(self.get("t", "acks"), value)
+        self.set("t", "write.caching", "false")
+        self.assertEqual(self.get("t", "write.caching"), "false")
         # acks=-1 is the same as all; a trailing newline is tolerated.
         self.set("t", "acks", "-1")
         self.assertEqual(self.get("t", "acks"), "all")
@@ -149,7 +156,8 @@ class TestValidation(XattrTest):
                                         "99999999999999999999999"),
                ("segment.bytes", "100"), ("segment.bytes", "-1"),
                ("compression.type", "gzip"), ("compression.type", "ZSTD"),
-               ("acks", "2"), ("acks", "0"), ("framing", "json"),
+               ("acks", "2"), ("acks", "-2"), ("acks", "ALL"),
+               ("write.caching", "no"), ("framing", "json"),
                ("partitions", "0"), ("partitions", "abc"),
                ("partitions", "100000"),
                ("unclean.leader.election.enable", "yes"),
