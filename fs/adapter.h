@@ -16,7 +16,8 @@
  * Inode numbers are computed from the topic's stored id:
  *   1 root, 2 .status, 3 .metrics
  *   (topic id << 24) | (kind << 20) | partition   topic dirs and files
- *   (1 << 62) | n                                 read views (a table)
+ *   (1 << 62) | n                                 read views and
+ *                                                 .produce (a table)
  * Topic ids are stored with their topics and never given twice in a data
  * directory, so numbers stay the same across remounts (log shippers key
  * on them) and a stale inode of a deleted topic answers ENOENT rather
@@ -80,9 +81,17 @@ enum kind {
 	K_VIEW,
 };
 
-/* A read view <p>@<selector>, alive while the kernel knows its inode. */
+/*
+ * An inode given per lookup, alive while the kernel knows it: a read view
+ * <p>@<selector> (K_VIEW), or .produce (K_PRODUCE), which gets a fresh
+ * inode at every lookup so that writers who open it separately do not
+ * queue behind one inode lock in the kernel (it holds the lock of the
+ * inode for the whole of an O_APPEND write), and group commit can
+ * gather their records.
+ */
 struct view {
 	fuse_ino_t ino;
+	int kind;
 	uint64_t topic_id;
 	uint32_t part;
 	uint64_t start_pos;
@@ -246,8 +255,8 @@ static inline struct writer *fh_writer(struct fh *fh)
 /* node.c */
 struct fs *fs_of(fuse_req_t req);
 fuse_ino_t ino_make(uint64_t topic_id, int kind, uint32_t part);
-fuse_ino_t view_add(struct fs *fs, uint64_t topic_id, uint32_t part,
-			   uint64_t start_pos);
+fuse_ino_t view_add(struct fs *fs, int kind, uint64_t topic_id,
+		    uint32_t part, uint64_t start_pos);
 void view_forget(struct fs *fs, fuse_ino_t ino, uint64_t n);
 int node_get(struct fs *fs, fuse_ino_t ino, struct node *n);
 void node_put(struct node *n);

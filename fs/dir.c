@@ -33,7 +33,10 @@ static int lookup_in_topic(fuse_req_t req, struct node *dir, const char *name)
 
 	if (strcmp(name, ".produce") == 0) {
 		n.kind = K_PRODUCE;
-		reply_entry(req, ino_make(id, K_PRODUCE, 0), &n);
+		ino = view_add(fs, K_PRODUCE, id, 0, 0);
+		if (!ino)
+			return -ENOMEM;
+		reply_entry(req, ino, &n);
 		return 0;
 	}
 	if (strcmp(name, ".groups") == 0) {
@@ -68,7 +71,7 @@ static int lookup_in_topic(fuse_req_t req, struct node *dir, const char *name)
 	}
 	if (rc < 0)
 		return rc;
-	ino = view_add(fs, id, n.part, pos);
+	ino = view_add(fs, K_VIEW, id, n.part, pos);
 	if (!ino)
 		return -ENOMEM;
 	n.kind = K_VIEW;

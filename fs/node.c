@@ -39,8 +39,8 @@ static struct view *view_find(struct fs *fs, fuse_ino_t ino)
 	return NULL;
 }
 
-fuse_ino_t view_add(struct fs *fs, uint64_t topic_id, uint32_t part,
-			   uint64_t start_pos)
+fuse_ino_t view_add(struct fs *fs, int kind, uint64_t topic_id,
+		    uint32_t part, uint64_t start_pos)
 {
 	struct view *v = calloc(1, sizeof(*v));
 	fuse_ino_t ino = 0;
@@ -49,6 +49,7 @@ fuse_ino_t view_add(struct fs *fs, uint64_t topic_id, uint32_t part,
 		return 0;
 	pthread_mutex_lock(&fs->lock);
 	v->ino = ino = (fuse_ino_t)(INO_VIEW_BIT | ++fs->next_view);
+	v->kind = kind;
 	v->topic_id = topic_id;
 	v->part = part;
 	v->start_pos = start_pos;
@@ -93,6 +94,7 @@ int node_get(struct fs *fs, fuse_ino_t ino, struct node *n)
 		pthread_mutex_lock(&fs->lock);
 		v = view_find(fs, ino);
 		if (v) {
+			n->kind = v->kind;
 			id = v->topic_id;
 			n->part = v->part;
 			n->view_start = v->start_pos;
@@ -100,7 +102,6 @@ int node_get(struct fs *fs, fuse_ino_t ino, struct node *n)
 		pthread_mutex_unlock(&fs->lock);
 		if (!v)
 			return -ENOENT;
-		n->kind = K_VIEW;
 	} else {
 		id = ino >> 24;
 		n->kind = (int)((ino >> 20) & 0xf);
@@ -276,7 +277,8 @@ void reply_entry(fuse_req_t req, fuse_ino_t ino, const struct node *n)
 	memset(&e, 0, sizeof(e));
 	e.ino = ino;
 	e.attr_timeout = node_timeout(n);
-	e.entry_timeout = n->kind == K_VIEW ? 0.0 : DIR_ATTR_TIMEOUT;
+	e.entry_timeout = n->kind == K_VIEW || n->kind == K_PRODUCE ?
+			  0.0 : DIR_ATTR_TIMEOUT;
 	node_stat(fs_of(req), ino, n, &e.attr);
 	report_stat(req, n, &e.attr);
 	fuse_reply_entry(req, &e);

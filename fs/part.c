@@ -67,6 +67,14 @@ struct part {
 
 static void part_sync_job(struct sync_job *j);
 
+/* Tests only: called by a sync thread before each durable sync. */
+static void (*sync_hook)(struct part *p);
+
+void part_set_sync_hook(void (*hook)(struct part *p))
+{
+	sync_hook = hook;
+}
+
 static uint64_t mono_us(void)
 {
 	struct timespec ts;
@@ -242,6 +250,8 @@ static void part_sync_job(struct sync_job *j)
 	struct part *p = container_of(j, struct part, sync_job);
 	int rc;
 
+	if (sync_hook)
+		sync_hook(p);
 	pthread_mutex_lock(&p->q_lock);
 	p->unflushed = 0;
 	p->last_flush_ms = clock_mono_ms();

@@ -86,6 +86,9 @@ struct part_wait {
 void part_wait_commit(struct part *p, uint64_t offset, bool durable,
 		      struct part_wait *w);
 
+/* Tests only: hook(p) runs in a sync thread before each durable sync. */
+void part_set_sync_hook(void (*hook)(struct part *p));
+
 /* Flush the partition now (data, metadata and checkpoint). */
 int part_sync(struct part *p);
 
