@@ -556,7 +556,7 @@ static void writer_ask(struct writer *w, const struct topic_config *cfg,
 {
 	w->op = op;
 	w->acks_all = cfg->acks == -1;
-	w->durable = (w->acks_all && !cfg->write_caching) || w->sync_writes;
+	w->durable = !cfg->write_caching || w->sync_writes;
 }
 
 /*

@@ -58,9 +58,9 @@ class ProduceTest(MountTest):
             self.assertEqual(f.read(), b"ok\n")
 
     def test_write_caching_false_returns_when_on_disk(self):
-        """With write.caching=false and acks=all a write() returns only
-        once its records are on disk (the recovery point has passed
-        them); with the default (true) it returns before."""
+        """With write.caching=false a write() returns only once its
+        records are on disk (the recovery point has passed them); with the
+        default (true) it returns before."""
         fd = self.open("0")
         os.write(fd, b"cached\n")
         self.assertEqual(self.state(0), (1, 0))
@@ -69,10 +69,14 @@ class ProduceTest(MountTest):
             os.write(fd, b"durable\n")
             end, rp = self.state(0)
             self.assertEqual((end, rp), (i, i))
-        # acks=1 does not wait for the disk, whatever write.caching says.
+        # acks=1 waits for the leader's disk (every acknowledged record
+        # is on disk), and with caching for nothing but the append.
         self.set("t", "acks", "1")
         os.write(fd, b"leader\n")
-        self.assertEqual(self.state(0), (6, 5))
+        self.assertEqual(self.state(0), (6, 6))
+        self.set("t", "write.caching", "true")
+        os.write(fd, b"cached\n")
+        self.assertEqual(self.state(0), (7, 6))
 
     def test_o_dsync_writes_are_durable(self):
         """A file opened with O_DSYNC (or O_SYNC) gets durable writes."""
