@@ -1010,6 +1010,17 @@ void broker_tick(struct broker *b, const struct tick_now *now)
 	}
 }
 
+static void settle_one(struct part *p, const struct tick_now *unused)
+{
+	(void)unused;
+	part_settle(p);
+}
+
+void broker_settle(struct broker *b)
+{
+	broker_each_part(b, settle_one, NULL);
+}
+
 static void scrub_one(struct part *p, const struct tick_now *unused)
 {
 	(void)unused;

@@ -63,6 +63,10 @@ void broker_tick(struct broker *b, const struct tick_now *now);
 struct part;
 void broker_set_flush_hook(void (*hook)(struct part *p));
 
+/* Answer every write still waiting for a commit (part_settle): before
+ * the FUSE session that would carry the answers goes. */
+void broker_settle(struct broker *b);
+
 /* Check every stored batch not checked since the mount (background). */
 void broker_scrub(struct broker *b);
 

@@ -239,6 +239,22 @@ void part_wait_commit(struct part *p, uint64_t offset, bool durable,
 		syncer_queue(&p->sync_job);
 }
 
+void part_settle(struct part *p)
+{
+	bool waits;
+
+	pthread_mutex_lock(&p->q_lock);
+	waits = p->commit.nwaiters > 0;
+	pthread_mutex_unlock(&p->q_lock);
+	if (!waits)
+		return;
+	if (log_sync_to(p->log, UINT64_MAX) == 0)
+		part_replica_moved(p);
+	pthread_mutex_lock(&p->q_lock);
+	repl_commit_fail_all(&p->commit, -ESHUTDOWN);
+	part_unlock_tell(p);
+}
+
 /*
  * A sync thread's run for durable waits: everything written so far to
  * disk (log_sync_to: the data and whatever metadata the records need),

@@ -86,6 +86,13 @@ struct part_wait {
 void part_wait_commit(struct part *p, uint64_t offset, bool durable,
 		      struct part_wait *w);
 
+/*
+ * Answer every wait before the FUSE session goes (unmount): sync what
+ * they wait for, then fail the rest with -ESHUTDOWN. Costs nothing when
+ * nothing waits.
+ */
+void part_settle(struct part *p);
+
 /* Tests only: hook(p) runs in a sync thread before each durable sync. */
 void part_set_sync_hook(void (*hook)(struct part *p));
 

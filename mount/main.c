@@ -657,6 +657,7 @@ static int run(struct options *o, struct fuse_args *args,
 
 out_unmount:
 	fs_flush_open_files(fs);
+	broker_settle(broker);
 	fuse_session_unmount(se);
 out_signals:
 	fuse_remove_signal_handlers(se);
