@@ -117,8 +117,9 @@ static void leader_commit(struct repl_replica *r)
 	set_hw(r, r->commit.hw);
 }
 
-/* Ask for the leader's own records to reach its disk. */
-static void leader_sync(struct repl_replica *r)
+/* With write.caching=false, ask for this replica's whole log to reach
+ * its disk (a leader's HW and a follower's ISR membership wait for it). */
+static void maybe_sync(struct repl_replica *r)
 {
 	struct repl_log_state ls;
 
@@ -411,11 +412,8 @@ static void follower_apply(struct repl_replica *r,
 	    r->io.log_append_run(r->io.ctx, &resp->records) == 0) {
 		got = true;
 		log_state(r, &ls);
-		if (!r->cfg.write_caching && r->sync_asked < ls.leo) {
-			r->sync_asked = ls.leo;
-			r->io.log_sync_to(r->io.ctx, ls.leo);
-		}
 	}
+	maybe_sync(r);
 	if (min_u64(resp->high_watermark, ls.leo) > r->hw)
 		set_hw(r, min_u64(resp->high_watermark, ls.leo));
 	r->fetch.next_ms = now(r) + (got ? 0 : r->cfg.fetch_backoff_ms);
@@ -483,8 +481,11 @@ static int become_leader(struct repl_replica *r, const struct repl_pstate *st,
 	if (!continuing) {
 		/* Kafka's makeLeader: followers' positions unknown, the ISR's
 		 * members counted as caught up now. */
+		/* Everyone starts at the HW (followers unknown: their
+		 * fetches tell), never at our log end: leader_commit sets
+		 * replicas one by one and must never see a min too high. */
 		repl_commit_init(&r->commit, r->cfg.assignment.n, r->hw,
-				 r->hw > ls.leo ? r->hw : ls.leo);
+				 r->hw);
 		for (uint32_t i = 0; i < r->cfg.assignment.n; i++) {
 			bool in = repl_pstate_in_isr(st, broker_at(r, i));
 
@@ -499,7 +500,7 @@ static int become_leader(struct repl_replica *r, const struct repl_pstate *st,
 	r->role = REPL_ROLE_LEADER;
 	r->fetch.in_flight = false;
 	leader_commit(r);
-	leader_sync(r);
+	maybe_sync(r);
 	return 0;
 }
 
@@ -589,7 +590,7 @@ int repl_replica_append(struct repl_replica *r, const void *records, int acks,
 	if (r->role == REPL_ROLE_LEADER)
 		leader_commit(r);
 	if (r->role == REPL_ROLE_LEADER)
-		leader_sync(r);
+		maybe_sync(r);
 	return 0;
 }
 
@@ -643,7 +644,7 @@ void repl_replica_synced(struct repl_replica *r)
 	if (r->role == REPL_ROLE_LEADER) {
 		leader_commit(r);
 		if (r->role == REPL_ROLE_LEADER)
-			leader_sync(r);
+			maybe_sync(r);
 	} else if (r->role == REPL_ROLE_FOLLOWER && !r->fetch.in_flight) {
 		r->fetch.next_ms = now(r); /* tell the leader soon */
 	}
