@@ -225,6 +225,8 @@ enum { MSG_REPL = 1, MSG_COORD_REQ, MSG_COORD_RESP, MSG_CTRL };
 
 /* ---- The coordinator and the controller --------------------------------- */
 
+static uint64_t committed_end(const struct sim *s);
+
 static bool session_alive(void *ctx, uint32_t broker)
 {
 	const struct sim *s = ctx;
@@ -253,9 +255,35 @@ static void ctrl_tell(struct sim *s, uint32_t b)
 	m->version = s->version;
 }
 
+/* The end of what was ever committed (a power loss does not move it). */
+static uint64_t committed_end(const struct sim *s)
+{
+	return s->truth_end < SIM_OFFSETS_MAX ? s->truth_end : SIM_OFFSETS_MAX;
+}
+
+/* Does broker b's log hold every committed record? */
+static bool holds_committed(const struct sim *s, uint32_t b)
+{
+	uint64_t end = committed_end(s);
+
+	for (uint64_t o = 0; o < end; o++) {
+		if (s->truth[o] && record_at(&s->b[b].log, o) != s->truth[o])
+			return false;
+	}
+	return true;
+}
+
 static void ctrl_write(struct sim *s, const struct repl_pstate *next,
 		       enum repl_elect_result how, const char *why)
 {
+	if (next->leader != REPL_BROKER_NONE &&
+	    s->b[next->leader].lost_committed &&
+	    !holds_committed(s, next->leader)) {
+		trace(s, "broker %u leads without records it lost in a power "
+		      "loss (write.caching=true): losses allowed from here",
+		      next->leader);
+		s->lossy = true;
+	}
 	s->st = *next;
 	s->version++;
 	s->stats.elections++;
@@ -660,6 +688,10 @@ static void check_below_hw(struct sim_broker *br)
 	}
 	if (hw > br->checked)
 		br->checked = hw;
+	if (br->checked > s->truth_end)
+		s->truth_end = br->checked;
+	if (br->lost_committed && br->checked >= committed_end(s))
+		br->lost_committed = false; /* has it all again */
 }
 
 /* At most one leader per epoch, the controller's; a leader's HW never
@@ -729,6 +761,8 @@ static void produce_done(struct repl_produce *p, int rc)
 			     sp->ids[k], o, s->truth[o]);
 		if (!s->lossy)
 			s->truth[o] = sp->ids[k];
+		if (o + 1 > s->truth_end)
+			s->truth_end = o + 1;
 		s->acked_off[o] = s->lossy ? 0 : sp->ids[k];
 	}
 }
@@ -816,21 +850,16 @@ void sim_kill(struct sim *s, uint32_t b, bool power_loss)
 	s->stats.kills++;
 	repl_replica_release(&br->r);
 	if (power_loss) {
-		uint64_t leo = br->log.leo, committed = 0;
-		bool in_isr = repl_pstate_in_isr(&s->st, b);
-
-		for (uint32_t i = 0; i < s->cfg.nbrokers; i++) {
-			if (s->b[i].checked > committed)
-				committed = s->b[i].checked;
-		}
+		uint64_t committed = committed_end(s);
 
 		s->stats.power_losses++;
 		log_power_loss(&br->log);
-		/* write.caching=true promises nothing across a power loss of
-		 * an in-sync replica: what it held only in memory may go. */
-		if (s->cfg.write_caching && in_isr && br->log.leo < leo &&
-		    br->log.leo < committed)
-			s->lossy = true;
+		/* write.caching=true promises nothing across a power loss:
+		 * committed records this broker held only in memory are
+		 * gone, and lost for good if it leads before it has them
+		 * again (see ctrl_write). */
+		if (s->cfg.write_caching && br->log.leo < committed)
+			br->lost_committed = true;
 		if (br->checked > br->log.leo)
 			br->checked = br->log.leo;
 	}

@@ -104,6 +104,7 @@ struct sim_broker {
 	uint64_t checked;           /* records below verified against truth */
 	uint32_t lead_epoch;        /* last epoch led, and its HW */
 	uint64_t lead_hw;
+	bool lost_committed;        /* a power loss took committed records */
 };
 
 struct sim_msg {
@@ -168,6 +169,7 @@ struct sim {
 	uint64_t next_id;
 	struct sim_produce produce[SIM_PRODUCES_MAX];
 	uint64_t truth[SIM_OFFSETS_MAX];      /* committed record ids */
+	uint64_t truth_end;                   /* committed below, ever */
 	uint64_t acked_off[SIM_OFFSETS_MAX];  /* acked acks=all id at offset */
 	uint32_t nrefused;
 	uint64_t refused[SIM_REFUSED_MAX];
