@@ -803,6 +803,10 @@ int sim_append(struct sim *s, uint32_t broker, int acks, uint32_t count)
 		}
 		return rc;
 	}
+	if (acks == -1 && br->r.st.nisr < s->cfg.min_insync)
+		fail(s, "broker %u took an acks=all append with %u in the "
+		     "ISR, fewer than min.insync.replicas %u", broker,
+		     br->r.st.nisr, s->cfg.min_insync);
 	s->stats.appends[acks < 0 ? 2 : acks]++;
 	return 0;
 }

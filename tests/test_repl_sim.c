@@ -111,6 +111,77 @@ static void test_restart_keeps_records_above_stale_hw(void **state)
 }
 
 /*
+ * KIP-101's first case, as it happens with a leader change: the followers
+ * have the leader's records but not yet the high watermark that covers
+ * them when leadership moves. A follower that then cut its log to its
+ * stale high watermark (instead of asking the new leader by epoch) would
+ * lose acknowledged records if it led next.
+ */
+static void test_new_follower_keeps_tail_above_stale_hw(void **state)
+{
+	struct sim_config c = base_config(3);
+	struct sim *s = sim_new();
+	(void)state;
+
+	sim_init(s, &c, 7);
+	assert_int_equal(sim_append(s, 0, -1, 2), 0);
+	RUN_UNTIL(s, 200, s->stats.acked == 1);
+	/* The responses carrying the new HW are lost. */
+	sim_cut(s, 0, 1, true);
+	sim_cut(s, 0, 2, true);
+	sim_cut(s, 1, 2, true);
+	assert_true(s->b[2].log.hw < s->b[2].log.leo);
+	sim_shutdown(s, 0);
+	assert_int_equal(sim_leader(s), 1);
+	RUN_UNTIL(s, 200, repl_replica_epoch(&s->b[2].r) == 2);
+	sim_kill(s, 1, false);
+	RUN_UNTIL(s, 500, sim_leader(s) == 2);
+	sim_heal(s, HEAL_MS);
+	sim_check_final(s);
+	assert_ok(s);
+	free(s);
+}
+
+/*
+ * The ISR expands only with followers that reached the start of this
+ * leader's epoch, not merely its (possibly stale) high watermark. New
+ * leader 1 holds acknowledged records [2, 4) above its stale HW 2, and
+ * so does 3, which cannot reach it; follower 2 stopped at offset 2. Had
+ * 2 joined the ISR at once and 1 died before 2 caught up, 2 (before 3 in
+ * assignment order) would lead without those records.
+ */
+static void test_expand_needs_epoch_start(void **state)
+{
+	struct sim_config c = base_config(4);
+	struct sim *s = sim_new();
+	(void)state;
+
+	sim_init(s, &c, 8);
+	assert_int_equal(sim_append(s, 0, -1, 2), 0);
+	RUN_UNTIL(s, 200, s->stats.acked == 1);
+	sim_run(s, 20); /* everyone has HW 2 */
+	sim_pause(s, 2, true);
+	assert_int_equal(sim_append(s, 0, -1, 2), 0);
+	RUN_UNTIL(s, 400, s->stats.acked == 2); /* once 2 left the ISR */
+	for (uint32_t b = 1; b < 4; b++)
+		sim_cut(s, 0, b, true); /* nobody hears HW 4 */
+	sim_cut(s, 1, 3, true);
+	assert_int_equal(s->b[1].log.hw, 2);
+	sim_shutdown(s, 0);
+	sim_pause(s, 2, false);
+	RUN_UNTIL(s, 200, repl_replica_role(&s->b[1].r) == REPL_ROLE_LEADER &&
+		  s->b[1].r.remote[2].leo == 2);
+	assert_int_equal(s->b[1].r.hw, 2);
+	sim_cut(s, 1, 2, true);
+	sim_kill(s, 1, false);
+	sim_run(s, 500);
+	sim_heal(s, HEAL_MS);
+	sim_check_final(s);
+	assert_ok(s);
+	free(s);
+}
+
+/*
  * KIP-101's second case: after both replicas lose their unsynced tails
  * (write.caching=true, power loss) they hold different records at the
  * same offsets; the one that did not lead truncates by epoch and copies
@@ -414,6 +485,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_restart_keeps_records_above_stale_hw),
+		cmocka_unit_test(test_new_follower_keeps_tail_above_stale_hw),
+		cmocka_unit_test(test_expand_needs_epoch_start),
 		cmocka_unit_test(test_divergent_tails_converge),
 		cmocka_unit_test(test_epoch_the_leader_never_had),
 		cmocka_unit_test(test_cut_leader_cannot_commit_alone),
