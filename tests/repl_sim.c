@@ -854,15 +854,17 @@ void sim_kill(struct sim *s, uint32_t b, bool power_loss)
 	s->stats.kills++;
 	repl_replica_release(&br->r);
 	if (power_loss) {
-		uint64_t committed = committed_end(s);
+		uint64_t leo = br->log.leo;
 
 		s->stats.power_losses++;
 		log_power_loss(&br->log);
 		/* write.caching=true promises nothing across a power loss:
-		 * committed records this broker held only in memory are
-		 * gone, and lost for good if it leads before it has them
-		 * again (see ctrl_write). */
-		if (s->cfg.write_caching && br->log.leo < committed)
+		 * records this broker held only in memory are gone, though
+		 * its fetches (some maybe still on the wire) told the leader
+		 * it had them, and they may commit on that word. They are
+		 * lost for good if it leads before it has them again (see
+		 * ctrl_write). */
+		if (s->cfg.write_caching && br->log.leo < leo)
 			br->lost_committed = true;
 		if (br->checked > br->log.leo)
 			br->checked = br->log.leo;
@@ -1010,12 +1012,11 @@ static void disks_and_timeouts(struct sim *s)
 		if (!br->alive || br->paused)
 			continue;
 		if (br->sync.active && s->now >= br->sync.due) {
-			uint64_t to = br->sync.offset < br->log.leo
-					      ? br->sync.offset
-					      : br->log.leo;
+			/* The fdatasync runs now and takes all written so far
+			 * (a sync asked for before a truncation must not leave
+			 * the durable offset inside a batch written after). */
 			br->sync.active = false;
-			if (to > br->log.durable)
-				br->log.durable = to;
+			br->log.durable = br->log.leo;
 			repl_replica_synced(&br->r);
 		}
 		if (br->coord.active && s->now >= br->coord.deadline) {
