@@ -924,14 +924,6 @@ void sim_flush(struct sim *s, uint32_t b)
 
 /* ---- The step -------------------------------------------------------------- */
 
-static void deliver_repl(struct sim *s, struct sim_msg *m)
-{
-	struct sim_broker *br = &s->b[m->to];
-
-	repl_replica_receive(&br->r, &m->m);
-	(void)s;
-}
-
 static void deliver_coord_resp(struct sim_broker *br, const struct sim_msg *m)
 {
 	if (!br->coord.active || br->coord.op != m->op ||
@@ -967,7 +959,7 @@ static void deliver(struct sim *s, struct sim_msg *m)
 		repl_replica_apply(&br->r, &m->st, m->version);
 		break;
 	case MSG_REPL:
-		deliver_repl(s, m);
+		repl_replica_receive(&br->r, &m->m);
 		break;
 	}
 }
