@@ -637,6 +637,11 @@ static void io_log_set_hw(void *ctx, uint64_t hw)
 	if (br->sim->trace)
 		trace(br->sim, "broker %u: hw %" PRIu64 " (leo %" PRIu64
 		      ", isr %u)", br->id, hw, br->log.leo, br->r.st.nisr);
+	/* Only a truncation (which lowers it itself) takes it back: a
+	 * reader of this replica never sees the readable end recede. */
+	if (hw < br->log.hw)
+		fail(br->sim, "broker %u: high watermark went back from %"
+		     PRIu64 " to %" PRIu64, br->id, br->log.hw, hw);
 	br->log.hw = hw;
 	if (br->checked > hw)
 		br->checked = hw;
