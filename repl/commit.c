@@ -61,7 +61,7 @@ static void repl_commit_advance(struct repl_commit *c)
 		if (c->in_isr[r] && c->leo[r] < low)
 			low = c->leo[r];
 	}
-	if (low > c->hw)
+	if (low != UINT64_MAX && low > c->hw) /* an empty ISR commits nothing */
 		c->hw = low;
 }
 
@@ -77,6 +77,37 @@ uint64_t repl_commit_replica(struct repl_commit *c, uint32_t r, uint64_t leo,
 	repl_commit_advance(c);
 	repl_commit_wake(c);
 	return c->hw;
+}
+
+uint64_t repl_commit_set(struct repl_commit *c, uint32_t r, uint64_t leo,
+			 uint64_t durable, bool in_isr)
+{
+	assert(r < c->nreplicas);
+	assert(durable <= leo);
+	c->leo[r] = leo;
+	c->durable[r] = durable;
+	c->in_isr[r] = in_isr;
+	repl_commit_advance(c);
+	repl_commit_wake(c);
+	return c->hw;
+}
+
+struct repl_waiter *repl_commit_oldest(const struct repl_commit *c)
+{
+	return c->waiters;
+}
+
+void repl_commit_cancel(struct repl_commit *c, struct repl_waiter *w, int rc)
+{
+	struct repl_waiter **pp = &c->waiters;
+
+	while (*pp && *pp != w)
+		pp = &(*pp)->next;
+	assert(*pp == w);
+	*pp = w->next;
+	c->nwaiters--;
+	w->next = NULL;
+	w->done(w, rc);
 }
 
 void repl_commit_wait(struct repl_commit *c, struct repl_waiter *w)

@@ -6,9 +6,10 @@
  * waiters whose records are committed. The caller serialises all calls
  * for one partition (one lock); waiters' done() run inside those calls.
  *
- * Replicas are numbered 0 .. n-1 in assignment order; replica 0 is the
- * leader here (the one that appends). The in-sync set (ISR) always holds
- * the leader. Kafka's rules:
+ * Replicas are numbered 0 .. n-1 in assignment order; one of them is
+ * the leader (the one that appends; repl/replica.c passes its own
+ * position). The in-sync set (ISR) always holds the leader. Kafka's
+ * rules:
  *   - the high watermark is the lowest log end offset over the ISR, and
  *     never goes down;
  *   - a waiter for offset o (its records end below o) with acks=all is
@@ -64,6 +65,21 @@ uint64_t repl_commit_replica(struct repl_commit *c, uint32_t r, uint64_t leo,
 
 /* Wait for w->offset (see above); done() may run before this returns. */
 void repl_commit_wait(struct repl_commit *c, struct repl_waiter *w);
+
+/*
+ * Replica r's log now ends at exactly leo with durable on disk, even if
+ * lower than before (a follower that lost its tail, or one not heard
+ * from since this leader took over), and is (not) in the ISR. The high
+ * watermark still never goes down. Returns it; completes waiters.
+ */
+uint64_t repl_commit_set(struct repl_commit *c, uint32_t r, uint64_t leo,
+			 uint64_t durable, bool in_isr);
+
+/* The waiter that arrived first, or NULL (waiters time out in order). */
+struct repl_waiter *repl_commit_oldest(const struct repl_commit *c);
+
+/* Remove w, which must be waiting, and complete it with rc. */
+void repl_commit_cancel(struct repl_commit *c, struct repl_waiter *w, int rc);
 
 /* Fail every waiter with rc (a negative errno). */
 void repl_commit_fail_all(struct repl_commit *c, int rc);
