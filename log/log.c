@@ -854,6 +854,7 @@ static void log_free(struct log *l)
 	if (l->has_dir)
 		files_dir_close(&l->dir);
 	codec_ctx_free(l->codec);
+	epoch_free(&l->epochs);
 	free(l->zbuf);
 	free(l->gather);
 	free(l->path);
@@ -1198,6 +1199,18 @@ static void epoch_undo_save(const struct log *l, struct epoch_undo *u)
 	u->last = u->n ? l->epochs.e[u->n - 1] : (struct epoch_entry){ 0, 0 };
 }
 
+/* Room for k more epoch entries (append_lock held): the array may move,
+ * so under epoch_lock, which readers take. 0 or -ENOMEM. */
+static int log_epoch_reserve(struct log *l, uint32_t k)
+{
+	int rc;
+
+	pthread_mutex_lock(&l->epoch_lock);
+	rc = epoch_reserve(&l->epochs, l->epochs.n + k);
+	pthread_mutex_unlock(&l->epoch_lock);
+	return rc;
+}
+
 /* Change the cache (append_lock held) under epoch_lock; publish. */
 static bool log_epoch_assign(struct log *l, uint32_t epoch, uint64_t start)
 {
@@ -1373,6 +1386,9 @@ int log_appendv(struct log *l, const struct iovec *iov, int iovcnt,
 	if (ts < l->last_ts)
 		ts = l->last_ts;
 
+	rc = log_epoch_reserve(l, 1);
+	if (rc < 0)
+		goto out_unlock;
 	/* The active segment's files stay open until log_append_finish. */
 	rc = seg_pin(log_active(l));
 	if (rc < 0)
@@ -2077,7 +2093,8 @@ int log_begin_epoch(struct log *l, uint32_t epoch)
 		goto out_unlock;
 	}
 	epoch_undo_save(l, &eu);
-	if (log_epoch_assign(l, epoch, log_active(l)->w.end_offset)) {
+	rc = log_epoch_reserve(l, 1);
+	if (rc == 0 && log_epoch_assign(l, epoch, log_active(l)->w.end_offset)) {
 		rc = log_epoch_save(l);
 		if (rc < 0)
 			log_epoch_restore(l, &eu);
@@ -2786,7 +2803,9 @@ int log_append_batches(struct log *l, const void *meta, size_t meta_len,
 		goto out_unlock;
 
 	now = now_ms();
-	rc = seg_pin(log_active(l)); /* until log_append_finish */
+	rc = log_epoch_reserve(l, nb);
+	if (rc == 0)
+		rc = seg_pin(log_active(l)); /* until log_append_finish */
 	if (rc < 0)
 		goto out_unlock;
 	nsegs = l->nsegs;
