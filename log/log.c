@@ -698,10 +698,17 @@ out:
  * syncfs(2) of the file system, once at the end (log.h, log_batch_begin,
  * and docs/DESIGN.md "Durability and recovery").
  */
+/* A partition closed in a batch: its directory, and whether it staged a
+ * new checkpoint ("checkpoint.tmp"). */
+struct batch_closed {
+	char *dir;
+	bool staged;
+};
+
 struct log_batch {
 	dev_t dev;          /* partitions on this file system take part */
 	int fs_fd;          /* a descriptor on it, for syncfs */
-	char **closed;      /* directories of the partitions closed */
+	struct batch_closed *closed; /* the partitions closed */
 	size_t nclosed, cap;
 };
 
@@ -735,13 +742,13 @@ int log_batch_begin(int fs_fd)
 }
 
 /* Note that the partition in dir was closed in batch b. */
-static int log_batch_note(struct log_batch *b, const char *dir)
+static int log_batch_note(struct log_batch *b, const char *dir, bool staged)
 {
 	char *d;
 
 	if (b->nclosed == b->cap) {
 		size_t cap = b->cap ? b->cap * 2 : 64;
-		char **n = realloc(b->closed, cap * sizeof(*n));
+		struct batch_closed *n = realloc(b->closed, cap * sizeof(*n));
 		if (!n)
 			return -ENOMEM;
 		b->closed = n;
@@ -750,7 +757,7 @@ static int log_batch_note(struct log_batch *b, const char *dir)
 	d = strdup(dir);
 	if (!d)
 		return -ENOMEM;
-	b->closed[b->nclosed++] = d;
+	b->closed[b->nclosed++] = (struct batch_closed){ d, staged };
 	return 0;
 }
 
@@ -760,15 +767,15 @@ static int log_batch_note(struct log_batch *b, const char *dir)
  * name and the clean-shutdown marker is made. A failure leaves the
  * partition to be recovered at its next open (one log line).
  */
-static void log_batch_commit(const char *dir)
+static void log_batch_commit(const char *dir, bool staged)
 {
 	int dfd, fd, rc = 0;
 
 	dfd = files_openat(AT_FDCWD, dir, O_RDONLY | O_DIRECTORY, 0);
 	if (dfd < 0)
 		rc = dfd;
-	if (rc == 0 && renameat(dfd, CHECKPOINT_FILE ".tmp", dfd,
-				CHECKPOINT_FILE) < 0)
+	if (rc == 0 && staged && renameat(dfd, CHECKPOINT_FILE ".tmp", dfd,
+					  CHECKPOINT_FILE) < 0)
 		rc = -errno;
 	if (rc == 0) {
 		fd = files_openat(dfd, CLEAN_FILE, O_WRONLY | O_CREAT | O_TRUNC,
@@ -800,7 +807,7 @@ int log_batch_end(void)
 		rc = -errno;
 	/* Only now is everything before the markers durable. */
 	for (size_t i = 0; i < b->nclosed && rc == 0; i++)
-		log_batch_commit(b->closed[i]);
+		log_batch_commit(b->closed[i].dir, b->closed[i].staged);
 	if (rc == 0 && b->nclosed > 0 && syncfs(b->fs_fd) < 0)
 		rc = -errno;
 	if (rc < 0) {
@@ -812,7 +819,7 @@ int log_batch_end(void)
 		log_logger(LOG_ERR, m, log_logger_arg);
 	}
 	for (size_t i = 0; i < b->nclosed; i++)
-		free(b->closed[i]);
+		free(b->closed[i].dir);
 	free(b->closed);
 	free(b);
 	return rc;
@@ -1631,20 +1638,31 @@ static int log_close_staged(struct log *l, struct log_batch *b)
 	struct ends e;
 	int n, dfd, rc;
 
+	struct seg *act = log_active(l);
+	bool staged;
+
 	if (atomic_load(&l->sticky))
 		return -EROFS;
-	rc = log_seal_active(l, false);
-	if (rc < 0)
-		return rc;
+	/* A partition left alone since it was loaded needs neither: its
+	 * files need not even be reopened. */
+	if (act->w.idx_alloc != (uint64_t)act->w.idx_count * INDEX_ENTRY_SIZE) {
+		rc = log_seal_active(l, false);
+		if (rc < 0)
+			return rc;
+	}
 	n = log_checkpoint_format(l, &rp, &e, buf);
-	dfd = log_dir_pin(l);
-	if (dfd < 0)
-		return dfd;
-	rc = io_write_file(dfd, CHECKPOINT_FILE ".tmp", buf, (size_t)n);
-	log_dir_unpin(l);
-	if (rc == 0)
-		rc = log_batch_note(b, l->dir.path);
-	return rc;
+	staged = l->ckpt_rp != rp || l->ckpt.hw != e.hw ||
+		 l->ckpt_start != atomic_load(&l->start_offset);
+	if (staged) {
+		dfd = log_dir_pin(l);
+		if (dfd < 0)
+			return dfd;
+		rc = io_write_file(dfd, CHECKPOINT_FILE ".tmp", buf, (size_t)n);
+		log_dir_unpin(l);
+		if (rc < 0)
+			return rc;
+	}
+	return log_batch_note(b, l->dir.path, staged);
 }
 
 int log_close(struct log *l)
