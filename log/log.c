@@ -13,6 +13,8 @@
  *                up, and the truncation history
  *   seg->verify_lock
  *   wait_lock    waiters for the change sequence (log_wait_change)
+ *   (files.h)   a segment's or the directory's slot lock, then the
+ *                budget's: taken inside any of the above, taking none
  * Readers take seg_lock only to find a segment they do not already hold;
  * reading bytes inside a held segment takes no lock (see read_ends).
  * State queries (log_get_state, log_get_bounds) never take append_lock.
