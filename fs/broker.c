@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -44,6 +45,7 @@ struct broker {
 	int dir_fd, topics_fd, trash_fd;
 	int lock_fd;
 	uint32_t num_partitions;
+	unsigned fd_budget;             /* partitions' descriptors, 0: any */
 	pthread_mutex_t id_lock;        /* next_id and its file */
 	uint64_t next_id;               /* the next topic id to give */
 	pthread_rwlock_t lock;          /* protects the fields below */
@@ -829,6 +831,45 @@ static void broker_queue_flush(struct broker *b, struct topic *t,
 
 /* ---- the broker --------------------------------------------------------- */
 
+unsigned broker_fd_budget(void)
+{
+	struct rlimit rl;
+	rlim_t reserve;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY ||
+	    rl.rlim_cur > UINT_MAX)
+		return 0; /* no limit known: none kept */
+	reserve = rl.rlim_cur / 4;
+	if (reserve < FDS_RESERVE_MIN)
+		reserve = FDS_RESERVE_MIN;
+	if (reserve > FDS_RESERVE_MAX)
+		reserve = FDS_RESERVE_MAX;
+	if (rl.rlim_cur < reserve + PARTITION_FDS_MIN)
+		return PARTITION_FDS_MIN;
+	return (unsigned)(rl.rlim_cur - reserve);
+}
+
+/*
+ * Load every topic as one batch of opens (log_batch_begin): their syncs
+ * become one syncfs of the data directory's file system at the end,
+ * before anything can be served. A failed sync fails the mount.
+ */
+static int broker_load_all(struct broker *b)
+{
+	int rc = log_batch_begin(b->dir_fd), end;
+
+	if (rc < 0)
+		return rc;
+	rc = broker_load_topics(b);
+	end = log_batch_end();
+	if (rc == 0 && end < 0) {
+		msg(LOG_ERR, "%s: making the loaded topics durable failed: %s",
+		    b->datadir, strerror(-end));
+		rc = end;
+	}
+	return rc;
+}
+
 static int mkdir_p(const char *dir)
 {
 	return mkdir(dir, 0755) < 0 && errno != EEXIST ? -errno : 0;
@@ -921,7 +962,10 @@ int broker_open(const struct broker_opts *o, struct broker **out)
 	}
 	broker_init_flushers(b);
 	syncer_hold();
-	rc = broker_load_topics(b);
+	b->fd_budget = o->max_partition_fds ? o->max_partition_fds :
+		       broker_fd_budget();
+	log_set_fd_budget(b->fd_budget);
+	rc = broker_load_all(b);
 	if (rc < 0)
 		goto out_close;
 	*out = b;
@@ -949,11 +993,23 @@ const char *broker_datadir(const struct broker *b)
 	return b->datadir;
 }
 
+/*
+ * Close every partition as one batch (log_batch_begin): their data and
+ * checkpoints are synced by one syncfs of the data directory's file
+ * system, and only then do they get their clean-shutdown markers (and a
+ * second syncfs). The data directory's descriptor was opened at mount,
+ * so the sync reports any write-back error since.
+ */
 int broker_close(struct broker *b)
 {
+	int batch;
+
 	broker_stop_flushers(b);
+	batch = log_batch_begin(b->dir_fd);
 	for (size_t i = 0; i < b->ntopics; i++)
 		topic_put(b->topics[i]);
+	if (batch == 0)
+		log_batch_end();
 	free(b->topics);
 	free(b->busy);
 	free(b->failed);

@@ -37,7 +37,23 @@ struct broker;
 struct broker_opts {
 	const char *datadir;
 	uint32_t num_partitions;
+	/* Descriptors the partitions' files may hold open (idle ones are
+	 * closed beyond it, log_set_fd_budget); 0: broker_fd_budget(). */
+	unsigned max_partition_fds;
 };
+
+/*
+ * The default budget of partitions' descriptors: the soft RLIMIT_NOFILE
+ * less what the rest of the daemon may need (FUSE's device and splice
+ * pipes, files being created or replaced, directory listings): a
+ * quarter of the limit, at least FDS_RESERVE_MIN and at most
+ * FDS_RESERVE_MAX.
+ */
+#define FDS_RESERVE_MIN 128u
+#define FDS_RESERVE_MAX 4096u
+/* Fewer than this and one partition could not be opened. */
+#define PARTITION_FDS_MIN 16u
+unsigned broker_fd_budget(void);
 
 /*
  * Lock the data directory (creating it if missing) and open every topic.

@@ -390,13 +390,14 @@ static void read_part(fuse_req_t req, struct part_fh *pf, size_t size,
 	}
 	if (got < 0) {
 		pthread_mutex_unlock(&pf->fh.lock);
-		if (got == -EIO) {
+		if (got == -EIO || got == -EMFILE || got == -ENFILE) {
 			char where[300];
 			struct node nd = { .kind = pf->fh.kind, .t = pf->fh.t,
 					   .part = part_index(r->p) };
-			msg(LOG_ERR, "%s: read at position %" PRIu64 ": stored "
-			    "bytes failed their checksum",
-			    node_where(&nd, where, sizeof(where)), want);
+			msg(LOG_ERR, "%s: read at position %" PRIu64 ": %s",
+			    node_where(&nd, where, sizeof(where)), want,
+			    got == -EIO ? "stored bytes failed their checksum" :
+			    "no file descriptor left for its segment");
 		}
 		fuse_reply_err(req, (int)-got);
 		return;

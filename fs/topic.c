@@ -315,11 +315,23 @@ const char *topic_dir(const struct topic *t)
 
 void topic_move(struct topic *t, char *dir)
 {
+	uint32_t n;
+
 	/* Under the topic lock: a settings change (new partitions, the
 	 * settings file) builds paths from t->dir while holding it. */
 	pthread_mutex_lock(&t->lock);
 	free(t->dir);
 	t->dir = dir;
+	/* An idle partition's directory may be closed and is reopened by
+	 * name (log_moved): the names follow the topic. Without memory for
+	 * the new name, a reopen finds nothing at the old one (-ESTALE). */
+	n = atomic_load(&t->nparts);
+	for (uint32_t i = 0; i < n; i++) {
+		char *pdir = topic_part_dir(t, i);
+		if (pdir)
+			log_moved(part_log(t->parts[i]), pdir);
+		free(pdir);
+	}
 	pthread_mutex_unlock(&t->lock);
 }
 

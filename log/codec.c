@@ -7,7 +7,12 @@
 #include <string.h>
 #include <zstd.h>
 
-/* Contexts are kept per partition so the append path never allocates. */
+/*
+ * Contexts are kept per partition so the append path never allocates
+ * after the first compressed batch. They are made at their first use:
+ * a zstd context costs tens of KiB, and a partition that never
+ * compresses with zstd (most of 10,000) should not pay for two.
+ */
 struct codec_ctx {
 	ZSTD_CCtx *zc;
 	ZSTD_DCtx *zd;
@@ -15,17 +20,7 @@ struct codec_ctx {
 
 struct codec_ctx *codec_ctx_new(void)
 {
-	struct codec_ctx *c = calloc(1, sizeof(*c));
-
-	if (!c)
-		return NULL;
-	c->zc = ZSTD_createCCtx();
-	c->zd = ZSTD_createDCtx();
-	if (!c->zc || !c->zd) {
-		codec_ctx_free(c);
-		return NULL;
-	}
-	return c;
+	return calloc(1, sizeof(struct codec_ctx));
 }
 
 void codec_ctx_free(struct codec_ctx *c)
@@ -83,6 +78,8 @@ ssize_t codec_compress(struct codec_ctx *c, int codec, int level, void *dst,
 		return n > 0 ? n : -EIO;
 	}
 	case LOG_CODEC_ZSTD: {
+		if (!c->zc && !(c->zc = ZSTD_createCCtx()))
+			return -ENOMEM;
 		size_t n = ZSTD_compressCCtx(c->zc, dst, cap, src, len, level);
 		return ZSTD_isError(n) ? -EIO : (ssize_t)n;
 	}
@@ -108,6 +105,8 @@ int codec_decompress(struct codec_ctx *c, int codec, void *dst, size_t out_len,
 		unsigned long long want = ZSTD_getFrameContentSize(src, len);
 		if (want != ZSTD_CONTENTSIZE_UNKNOWN && want != out_len)
 			return -EIO;
+		if (!c->zd && !(c->zd = ZSTD_createDCtx()))
+			return -ENOMEM;
 		size_t n = ZSTD_decompressDCtx(c->zd, dst, out_len, src, len);
 		return !ZSTD_isError(n) && n == out_len ? 0 : -EIO;
 	}

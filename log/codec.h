@@ -35,15 +35,16 @@ size_t codec_bound(int codec, size_t len);
 
 /*
  * Compress len bytes at src into dst (cap bytes, at least codec_bound).
- * Returns the compressed size or -EIO. level applies to zstd only.
+ * Returns the compressed size, -EIO, or -ENOMEM if the context could not
+ * be made (contexts are made at their first use). level: zstd only.
  */
 ssize_t codec_compress(struct codec_ctx *c, int codec, int level, void *dst,
 		       size_t cap, const void *src, size_t len);
 
 /*
  * Decompress len bytes at src into exactly out_len bytes at dst.
- * Returns 0, or -EIO if the input is malformed or does not decompress to
- * exactly out_len bytes.
+ * Returns 0, -ENOMEM (no context could be made), or -EIO if the input is
+ * malformed or does not decompress to exactly out_len bytes.
  */
 int codec_decompress(struct codec_ctx *c, int codec, void *dst, size_t out_len,
 		     const void *src, size_t len);

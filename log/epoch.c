@@ -1,5 +1,6 @@
 #include "epoch.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -11,6 +12,33 @@
 
 #define EPOCH_MAGIC "topicfs-leader-epochs 1\n"
 #define EPOCH_LINE_MAX 48
+
+int epoch_reserve(struct epoch_cache *c, uint32_t want)
+{
+	uint32_t cap = c->cap ? c->cap : 2;
+	struct epoch_entry *e;
+
+	if (want > EPOCH_ENTRIES_MAX)
+		want = EPOCH_ENTRIES_MAX;
+	if (want <= c->cap)
+		return 0;
+	while (cap < want)
+		cap *= 2;
+	if (cap > EPOCH_ENTRIES_MAX)
+		cap = EPOCH_ENTRIES_MAX;
+	e = realloc(c->e, cap * sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	c->e = e;
+	c->cap = cap;
+	return 0;
+}
+
+void epoch_free(struct epoch_cache *c)
+{
+	free(c->e);
+	*c = (struct epoch_cache){ 0, 0, NULL };
+}
 
 int epoch_load(struct epoch_cache *c, int dir_fd)
 {
@@ -38,6 +66,10 @@ int epoch_load(struct epoch_cache *c, int dir_fd)
 	count = strtoull(p, &end, 10);
 	if (end == p || *end != '\n' || count > EPOCH_ENTRIES_MAX)
 		goto out_free;
+	if (epoch_reserve(c, (uint32_t)count) < 0) {
+		rc = -ENOMEM;
+		goto out_free;
+	}
 	p = end + 1;
 	for (unsigned long long i = 0; i < count; i++) {
 		unsigned long long ep, start;
@@ -98,6 +130,7 @@ bool epoch_assign(struct epoch_cache *c, uint32_t epoch, uint64_t start)
 		memmove(c->e, c->e + 1, (c->n - 1) * sizeof(c->e[0]));
 		c->n--;
 	}
+	assert(c->n < c->cap);
 	c->e[c->n++] = (struct epoch_entry){ epoch, start };
 	return true;
 }

@@ -24,10 +24,20 @@ struct epoch_entry {
 	uint64_t start;
 };
 
+/*
+ * The entries live in an array grown on demand (most partitions have one
+ * or two epochs; a fixed array of EPOCH_ENTRIES_MAX cost 16 KiB per
+ * partition). epoch_assign never allocates: room is made first with
+ * epoch_reserve, which is where memory can run out.
+ */
 struct epoch_cache {
-	uint32_t n;
-	struct epoch_entry e[EPOCH_ENTRIES_MAX];
+	uint32_t n, cap;
+	struct epoch_entry *e;
 };
+
+/* Room for want entries (at most EPOCH_ENTRIES_MAX): 0 or -ENOMEM. */
+int epoch_reserve(struct epoch_cache *c, uint32_t want);
+void epoch_free(struct epoch_cache *c);
 
 /* Load from dir_fd; a missing file is an empty cache, a bad one -EIO. */
 int epoch_load(struct epoch_cache *c, int dir_fd);
@@ -35,7 +45,7 @@ int epoch_save(const struct epoch_cache *c, int dir_fd);
 
 /*
  * Record that epoch starts at offset; false if nothing changed (epoch not
- * above the newest). Entries starting at or past offset are dropped
+ * above the newest). Room for one more entry must have been reserved. Entries starting at or past offset are dropped
  * first: an epoch that wrote nothing is replaced by the next one.
  */
 bool epoch_assign(struct epoch_cache *c, uint32_t epoch, uint64_t start);

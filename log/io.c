@@ -1,5 +1,7 @@
 #include "io.h"
 
+#include "files.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -228,9 +230,9 @@ int io_replace_file(int dir_fd, const char *name, const void *buf, size_t len)
 
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp", name) >= (int)sizeof(tmp))
 		return -ENAMETOOLONG;
-	fd = openat(dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	fd = files_openat(dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	rc = io_pwrite_full(fd, buf, len, 0);
 	if (rc == 0)
 		rc = io_fsync(fd);
@@ -248,16 +250,28 @@ out_unlink_tmp:
 	return rc;
 }
 
+int io_write_file(int dir_fd, const char *name, const void *buf, size_t len)
+{
+	int fd, rc;
+
+	fd = files_openat(dir_fd, name, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0)
+		return fd;
+	rc = io_pwrite_full(fd, buf, len, 0);
+	close(fd);
+	return rc;
+}
+
 ssize_t io_read_file(int dir_fd, const char *name, size_t max, char **out)
 {
-	int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC);
+	int fd = files_openat(dir_fd, name, O_RDONLY, 0);
 	int64_t size;
 	ssize_t n;
 	char *buf;
 
 	*out = NULL;
 	if (fd < 0)
-		return -errno;
+		return fd;
 	size = io_fsize(fd);
 	if (size < 0) {
 		n = (ssize_t)size;

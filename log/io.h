@@ -51,6 +51,10 @@ int io_fsync_dir(int dir_fd);
  */
 int io_replace_file(int dir_fd, const char *name, const void *buf, size_t len);
 
+/* Write a whole file (created or truncated), without syncing it: for a
+ * file that a later sync of the whole file system makes durable. */
+int io_write_file(int dir_fd, const char *name, const void *buf, size_t len);
+
 /*
  * Read the whole file `name` (at most max bytes) into a new NUL-terminated
  * buffer. Returns the length, -ENOENT if absent, -EFBIG if larger than max.

@@ -13,6 +13,8 @@
  *                up, and the truncation history
  *   seg->verify_lock
  *   wait_lock    waiters for the change sequence (log_wait_change)
+ *   (files.h)   a segment's or the directory's slot lock, then the
+ *                budget's: taken inside any of the above, taking none
  * Readers take seg_lock only to find a segment they do not already hold;
  * reading bytes inside a held segment takes no lock (see read_ends).
  * State queries (log_get_state, log_get_bounds) never take append_lock.
@@ -24,6 +26,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -37,6 +40,7 @@
 
 #include "crc32c.h"
 #include "epoch.h"
+#include "files.h"
 #include "format.h"
 #include "io.h"
 #include "segment.h"
@@ -72,7 +76,8 @@ struct ends {
 
 struct log {
 	char *path;
-	int dir_fd;
+	struct files_dir dir;           /* closed while idle (files.h) */
+	bool has_dir;                   /* dir was set up (log_free) */
 
 	pthread_mutex_t flush_lock;
 	pthread_mutex_t append_lock;
@@ -358,30 +363,95 @@ static struct seg *log_seg_get(struct log *l, bool by_pos, uint64_t want)
 	return s;
 }
 
+/* log_seg_get with the segment's files pinned (seg_release ends it). */
+static int log_seg_use(struct log *l, bool by_pos, uint64_t want,
+		       struct seg **out)
+{
+	struct seg *s = log_seg_get(l, by_pos, want);
+	int rc = seg_pin(s);
+
+	if (rc < 0) {
+		seg_unref(s);
+		return rc;
+	}
+	*out = s;
+	return 0;
+}
+
+/* Unpin the segments [from, to) of the table; append_lock held. */
+static void log_unpin_segs(struct log *l, uint32_t from, uint32_t to)
+{
+	for (uint32_t i = from; i < to; i++)
+		seg_unpin(l->segs[i]);
+}
+
+/*
+ * The partition directory's descriptor, pinned (files.h): every use of it
+ * lies between log_dir_pin and log_dir_unpin, since an idle partition's
+ * directory may be closed. -EMFILE and the like are returned, never
+ * taken for a failed sync.
+ */
+static int log_dir_pin(struct log *l)
+{
+	return files_dir_pin(&l->dir);
+}
+
+static void log_dir_unpin(struct log *l)
+{
+	files_dir_unpin(&l->dir);
+}
+
+static int log_epoch_save(struct log *l)
+{
+	int dfd = log_dir_pin(l), rc;
+
+	if (dfd < 0)
+		return dfd;
+	rc = epoch_save(&l->epochs, dfd);
+	log_dir_unpin(l);
+	return rc;
+}
+
 /* ---- checkpoints ------------------------------------------------------- */
+
+/* The checkpoint file's text for recovery point *rp (clamped to the log
+ * end) into buf; its length. *e gets the ends it names. */
+static int log_checkpoint_format(struct log *l, uint64_t *rp, struct ends *e,
+				 char buf[CHECKPOINT_BYTES_MAX])
+{
+	uint64_t start = atomic_load(&l->start_offset);
+	uint64_t start_pos = atomic_load(&l->start_pos);
+	int n;
+
+	read_ends(l, e);
+	if (*rp > e->leo)
+		*rp = e->leo;
+	n = snprintf(buf, CHECKPOINT_BYTES_MAX,
+		     CHECKPOINT_MAGIC
+		     "log_start_offset %" PRIu64 "\n"
+		     "log_start_pos %" PRIu64 "\n"
+		     "recovery_point %" PRIu64 "\n"
+		     "high_watermark %" PRIu64 "\n",
+		     start, start_pos, *rp, e->hw);
+	n += snprintf(buf + n, CHECKPOINT_BYTES_MAX - (size_t)n,
+		      "crc32c %08x\n", crc32c(0, buf, (size_t)n));
+	return n;
+}
 
 /* Write the checkpoint file; flush_lock held. */
 static int log_checkpoint_write(struct log *l, uint64_t rp)
 {
 	char buf[CHECKPOINT_BYTES_MAX];
 	uint64_t start = atomic_load(&l->start_offset);
-	uint64_t start_pos = atomic_load(&l->start_pos);
 	struct ends e;
-	int n, rc;
+	int n, dfd, rc;
 
-	read_ends(l, &e);
-	if (rp > e.leo)
-		rp = e.leo;
-	n = snprintf(buf, sizeof(buf),
-		     CHECKPOINT_MAGIC
-		     "log_start_offset %" PRIu64 "\n"
-		     "log_start_pos %" PRIu64 "\n"
-		     "recovery_point %" PRIu64 "\n"
-		     "high_watermark %" PRIu64 "\n",
-		     start, start_pos, rp, e.hw);
-	n += snprintf(buf + n, sizeof(buf) - (size_t)n, "crc32c %08x\n",
-		      crc32c(0, buf, (size_t)n));
-	rc = io_replace_file(l->dir_fd, CHECKPOINT_FILE, buf, (size_t)n);
+	n = log_checkpoint_format(l, &rp, &e, buf);
+	dfd = log_dir_pin(l);
+	if (dfd < 0)
+		return dfd; /* no descriptor: not a failed write (EMFILE) */
+	rc = io_replace_file(dfd, CHECKPOINT_FILE, buf, (size_t)n);
+	log_dir_unpin(l);
 	if (rc < 0) {
 		log_msg(l, LOG_ERR, "writing checkpoint: %s", strerror(-rc));
 		return rc;
@@ -405,7 +475,7 @@ static int log_checkpoint_read(struct log *l, struct checkpoint *ck)
 	ssize_t n;
 	int rc = -EIO;
 
-	n = io_read_file(l->dir_fd, CHECKPOINT_FILE, CHECKPOINT_BYTES_MAX, &buf);
+	n = io_read_file(l->dir.fd, CHECKPOINT_FILE, CHECKPOINT_BYTES_MAX, &buf);
 	if (n < 0)
 		return (int)n;
 	crc_line = strstr(buf, "crc32c ");
@@ -433,7 +503,8 @@ static int cmp_u64(const void *a, const void *b)
 /*
  * List the base offsets of the segments in the directory (those with a
  * .meta file), sorted, and remove leftovers: *.tmp, *.deleted, and .log
- * or .index files whose .meta never got written.
+ * or .index files whose .meta never got written. At open: the directory
+ * is pinned (as in every function up to log_open).
  */
 static int log_list_segments(struct log *l, uint64_t **out, uint32_t *n_out)
 {
@@ -443,9 +514,9 @@ static int log_list_segments(struct log *l, uint64_t **out, uint32_t *n_out)
 	DIR *d;
 	int fd, rc = 0;
 
-	fd = openat(l->dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	fd = files_openat(l->dir.fd, ".", O_RDONLY | O_DIRECTORY, 0);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	d = fdopendir(fd);
 	if (!d) {
 		close(fd);
@@ -459,7 +530,7 @@ static int log_list_segments(struct log *l, uint64_t **out, uint32_t *n_out)
 
 		if (len > 4 && (strcmp(name + len - 4, ".tmp") == 0 ||
 				(len > 8 && strcmp(name + len - 8, ".deleted") == 0))) {
-			unlinkat(l->dir_fd, name, 0);
+			unlinkat(l->dir.fd, name, 0);
 			continue;
 		}
 		if (!dot || dot - name != 20)
@@ -472,8 +543,8 @@ static int log_list_segments(struct log *l, uint64_t **out, uint32_t *n_out)
 			struct stat st;
 			seg_file_name(meta, sizeof(meta), base, "meta");
 			if ((strcmp(dot, ".log") == 0 || strcmp(dot, ".index") == 0) &&
-			    fstatat(l->dir_fd, meta, &st, 0) < 0 && errno == ENOENT)
-				unlinkat(l->dir_fd, name, 0);
+			    fstatat(l->dir.fd, meta, &st, 0) < 0 && errno == ENOENT)
+				unlinkat(l->dir.fd, name, 0);
 			continue;
 		}
 		if (n == cap) {
@@ -502,7 +573,7 @@ static int log_list_segments(struct log *l, uint64_t **out, uint32_t *n_out)
 
 static void log_remove_segment_files(struct log *l, uint64_t base)
 {
-	seg_unlink_files(l->dir_fd, base, "");
+	seg_unlink_files(l->dir.fd, base, "");
 	l->dir_dirty = true;
 }
 
@@ -544,17 +615,20 @@ static int log_load_segments(struct log *l, const struct checkpoint *ck,
 		struct seg *s;
 		bool cut = false;
 
-		rc = seg_open(l->dir_fd, bases[i], log_idx_cap(l), &s);
+		rc = seg_open(&l->dir, bases[i], log_idx_cap(l), &s);
 		if (rc == 0 && l->nsegs > 0) {
 			struct seg *prev = log_active(l);
 			if (s->base_offset != prev->w.end_offset ||
 			    s->base_pos != prev->w.end_pos) {
-				seg_unref(s);
+				seg_release(s);
 				rc = -EIO;
 			}
 		}
+		/* Only damage cuts the log: running out of descriptors or
+		 * memory fails the open and leaves every file as it is. */
 		if (rc < 0) {
-			if (recover || (!clean && bases[i] >= ck->rp)) {
+			if ((rc == -EIO || rc == -ENOENT) &&
+			    (recover || (!clean && bases[i] >= ck->rp))) {
 				log_msg(l, LOG_WARNING, "segment %020" PRIu64
 					": unreadable header (%s), cutting the "
 					"log here", bases[i], strerror(-rc));
@@ -576,7 +650,7 @@ static int log_load_segments(struct log *l, const struct checkpoint *ck,
 			} else if (rc < 0) {
 				log_msg(l, LOG_ERR, "segment %020" PRIu64
 					": %s", bases[i], strerror(-rc));
-				seg_unref(s);
+				seg_release(s);
 				goto out;
 			}
 		}
@@ -591,15 +665,16 @@ static int log_load_segments(struct log *l, const struct checkpoint *ck,
 				log_msg(l, LOG_ERR, "segment %020" PRIu64
 					": recovery failed: %s", bases[i],
 					strerror(-rc));
-				seg_unref(s);
+				seg_release(s);
 				goto out;
 			}
 		}
 		rc = log_segs_push(l, s);
 		if (rc < 0) {
-			seg_unref(s);
+			seg_release(s);
 			goto out;
 		}
+		seg_unpin(s); /* closed again if the budget needs it */
 		if (cut) {
 			log_msg(l, LOG_WARNING, "segment %020" PRIu64
 				": cut at offset %" PRIu64 " (position %" PRIu64
@@ -616,6 +691,142 @@ out:
 	return rc;
 }
 
+/* ---- batches: opening and closing many partitions at once ------------- */
+
+/*
+ * A mount opens every partition and an unmount closes every one; doing
+ * each one's syncs in turn (three at an open, eight at a close) took
+ * seconds per thousand partitions. In a batch the syncs are left to
+ * syncfs(2) of the file system, once at the end (log.h, log_batch_begin,
+ * and docs/DESIGN.md "Durability and recovery").
+ */
+/* A partition closed in a batch: its directory, and whether it staged a
+ * new checkpoint ("checkpoint.tmp"). */
+struct batch_closed {
+	char *dir;
+	bool staged;
+};
+
+struct log_batch {
+	dev_t dev;          /* partitions on this file system take part */
+	int fs_fd;          /* a descriptor on it, for syncfs */
+	struct batch_closed *closed; /* the partitions closed */
+	size_t nclosed, cap;
+};
+
+/* Each thread has its own: a batch is what one thread opens or closes. */
+static _Thread_local struct log_batch *log_batch_cur;
+
+/* The batch the calling thread runs, if l's directory takes part. */
+static struct log_batch *log_batch_for(const struct log *l)
+{
+	struct log_batch *b = log_batch_cur;
+
+	return b && b->dev == l->dir.dev ? b : NULL;
+}
+
+int log_batch_begin(int fs_fd)
+{
+	struct log_batch *b;
+	struct stat st;
+
+	if (log_batch_cur)
+		return -EBUSY;
+	if (fstat(fs_fd, &st) < 0)
+		return -errno;
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	b->dev = st.st_dev;
+	b->fs_fd = fs_fd;
+	log_batch_cur = b;
+	return 0;
+}
+
+/* Note that the partition in dir was closed in batch b. */
+static int log_batch_note(struct log_batch *b, const char *dir, bool staged)
+{
+	char *d;
+
+	if (b->nclosed == b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 64;
+		struct batch_closed *n = realloc(b->closed, cap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		b->closed = n;
+		b->cap = cap;
+	}
+	d = strdup(dir);
+	if (!d)
+		return -ENOMEM;
+	b->closed[b->nclosed++] = (struct batch_closed){ d, staged };
+	return 0;
+}
+
+/*
+ * The second step of a batched close, once everything the partition in
+ * dir wrote is durable: its staged checkpoint takes the checkpoint's
+ * name and the clean-shutdown marker is made. A failure leaves the
+ * partition to be recovered at its next open (one log line).
+ */
+static void log_batch_commit(const char *dir, bool staged)
+{
+	int dfd, fd, rc = 0;
+
+	dfd = files_openat(AT_FDCWD, dir, O_RDONLY | O_DIRECTORY, 0);
+	if (dfd < 0)
+		rc = dfd;
+	if (rc == 0 && staged && renameat(dfd, CHECKPOINT_FILE ".tmp", dfd,
+					  CHECKPOINT_FILE) < 0)
+		rc = -errno;
+	if (rc == 0) {
+		fd = files_openat(dfd, CLEAN_FILE, O_WRONLY | O_CREAT | O_TRUNC,
+				  0644);
+		if (fd < 0)
+			rc = fd;
+		else
+			close(fd);
+	}
+	if (dfd >= 0)
+		close(dfd);
+	if (rc < 0) {
+		char m[PATH_MAX + 128];
+		snprintf(m, sizeof(m), "%s: unclean close: clean-shutdown "
+			 "marker not written (%s)", dir, strerror(-rc));
+		log_logger(LOG_ERR, m, log_logger_arg);
+	}
+}
+
+int log_batch_end(void)
+{
+	struct log_batch *b = log_batch_cur;
+	int rc = 0;
+
+	if (!b)
+		return 0;
+	log_batch_cur = NULL;
+	if (syncfs(b->fs_fd) < 0)
+		rc = -errno;
+	/* Only now is everything before the markers durable. */
+	for (size_t i = 0; i < b->nclosed && rc == 0; i++)
+		log_batch_commit(b->closed[i].dir, b->closed[i].staged);
+	if (rc == 0 && b->nclosed > 0 && syncfs(b->fs_fd) < 0)
+		rc = -errno;
+	if (rc < 0) {
+		char m[160];
+		snprintf(m, sizeof(m), "syncing the file system of %zu "
+			 "partition(s) failed (%s)%s", b->nclosed, strerror(-rc),
+			 b->nclosed ? ": they will be recovered at their next "
+			 "open" : "");
+		log_logger(LOG_ERR, m, log_logger_arg);
+	}
+	for (size_t i = 0; i < b->nclosed; i++)
+		free(b->closed[i].dir);
+	free(b->closed);
+	free(b);
+	return rc;
+}
+
 static int log_alloc(const char *dir, const struct log_config *cfg,
 		     struct log **out)
 {
@@ -624,7 +835,6 @@ static int log_alloc(const char *dir, const struct log_config *cfg,
 
 	if (!l)
 		return -ENOMEM;
-	l->dir_fd = -1;
 	l->cfg = *cfg;
 	pthread_mutex_init(&l->flush_lock, NULL);
 	pthread_mutex_init(&l->append_lock, NULL);
@@ -650,9 +860,10 @@ static void log_free(struct log *l)
 	for (uint32_t i = 0; i < l->nsegs; i++)
 		seg_unref(l->segs[i]);
 	free(l->segs);
-	if (l->dir_fd >= 0)
-		close(l->dir_fd);
+	if (l->has_dir)
+		files_dir_close(&l->dir);
 	codec_ctx_free(l->codec);
+	epoch_free(&l->epochs);
 	free(l->zbuf);
 	free(l->gather);
 	free(l->path);
@@ -671,7 +882,7 @@ int log_open(const char *dir, const struct log_config *cfg, struct log **out)
 	struct ends e;
 	struct log *l = NULL;
 	struct seg *act;
-	bool clean;
+	bool clean, batched;
 	int rc;
 
 	if (log_config_check(cfg) < 0)
@@ -679,38 +890,45 @@ int log_open(const char *dir, const struct log_config *cfg, struct log **out)
 	rc = log_alloc(dir, cfg, &l);
 	if (rc < 0)
 		goto out_free;
-	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
-		rc = -errno;
+	/* Pinned until the end of the open (every step below uses it). */
+	l->has_dir = true;
+	rc = files_dir_open(&l->dir, dir, true);
+	if (rc < 0)
 		goto out_free;
-	}
-	l->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (l->dir_fd < 0) {
-		rc = -errno;
-		goto out_free;
-	}
-	clean = faccessat(l->dir_fd, CLEAN_FILE, F_OK, 0) == 0;
+	batched = log_batch_for(l) != NULL;
+	clean = faccessat(l->dir.fd, CLEAN_FILE, F_OK, 0) == 0;
+	/* Only damage is recovered from; running out of descriptors or
+	 * memory fails the open and changes nothing. */
 	rc = log_checkpoint_read(l, &ck);
-	if (rc < 0 && rc != -ENOENT) {
+	if (rc == -EIO) {
 		log_msg(l, LOG_WARNING, "checkpoint unreadable, recovering "
 			"the whole log");
 		clean = false;
+	} else if (rc < 0 && rc != -ENOENT) {
+		goto out_free;
 	}
-	rc = epoch_load(&l->epochs, l->dir_fd);
-	if (rc < 0)
+	rc = epoch_load(&l->epochs, l->dir.fd);
+	if (rc == -EIO)
 		log_msg(l, LOG_WARNING, "leader-epoch checkpoint unreadable, "
 			"starting an empty one");
+	else if (rc < 0)
+		goto out_free;
 
 	rc = log_load_segments(l, &ck, clean);
 	if (rc < 0)
 		goto out_free;
 	if (l->nsegs == 0) {
 		struct seg *s;
-		rc = seg_create(l->dir_fd, ck.start, ck.start_pos, l->cfg.codec,
+		rc = seg_create(&l->dir, ck.start, ck.start_pos, l->cfg.codec,
 				now_ms(), log_idx_cap(l), &s);
-		if (rc == 0)
-			rc = log_segs_push(l, s);
 		if (rc < 0)
 			goto out_free;
+		seg_unpin(s);
+		rc = log_segs_push(l, s);
+		if (rc < 0) {
+			seg_doom(s);
+			goto out_free;
+		}
 		l->dir_dirty = true;
 	}
 	/* Sealed segments found on disk: their indexes were synced when
@@ -750,36 +968,52 @@ int log_open(const char *dir, const struct log_config *cfg, struct log **out)
 	/* Both truncations run; either one changing the cache saves it. */
 	if ((int)epoch_truncate_end(&l->epochs, e.leo + 1) |
 	    (int)epoch_truncate_start(&l->epochs, ck.start)) {
-		rc = epoch_save(&l->epochs, l->dir_fd);
+		rc = log_epoch_save(l);
 		if (rc < 0)
 			goto out_free;
 	}
 	atomic_store(&l->pub_epoch, epoch_latest(&l->epochs));
 
 	/* Recovered bytes become durable, and the marker goes, before any
-	 * append can change the log. */
+	 * append can change the log: here, or in a batch (a mount) by the
+	 * sync of the whole file system that ends it (log_batch_end),
+	 * before anything can be appended. A batched open writes no
+	 * checkpoint: the one on disk stays until log_checkpoint, and it
+	 * names a recovery point at or below the durable one. */
 	atomic_store(&l->recovery_point, clean ? e.leo : ck.rp);
 	pthread_mutex_lock(&l->flush_lock);
 	rc = 0;
-	if (!clean) {
+	if (!clean && !batched) {
 		for (uint32_t i = 0; i < l->nsegs && rc == 0; i++) {
-			if (l->segs[i]->w.end_offset > ck.rp ||
-			    i + 1 == l->nsegs)
+			if (l->segs[i]->w.end_offset <= ck.rp &&
+			    i + 1 < l->nsegs)
+				continue;
+			rc = seg_pin(l->segs[i]);
+			if (rc == 0) {
 				rc = seg_sync(l->segs[i]);
+				seg_unpin(l->segs[i]);
+			}
 		}
 	}
-	if (rc == 0 && unlinkat(l->dir_fd, CLEAN_FILE, 0) < 0 && errno != ENOENT)
+	if (rc == 0 && unlinkat(l->dir.fd, CLEAN_FILE, 0) < 0 && errno != ENOENT)
 		rc = -errno;
-	if (rc == 0)
-		rc = io_fsync_dir(l->dir_fd);
-	/* On a full disk the old checkpoint stays: it is only older. */
-	if (rc == 0 && log_checkpoint_write(l, e.leo) < 0)
-		log_msg(l, LOG_WARNING, "checkpoint not updated at open; the "
-			"next recovery may check more");
+	if (rc == 0 && batched) {
+		atomic_store(&l->recovery_point, e.leo);
+		l->ckpt = (struct ends){ .hw = ck.hw };
+		l->ckpt_start = ck.start;
+		l->ckpt_rp = ck.rp;
+	} else if (rc == 0) {
+		rc = io_fsync_dir(l->dir.fd);
+		/* On a full disk the old checkpoint stays: it is only older. */
+		if (rc == 0 && log_checkpoint_write(l, e.leo) < 0)
+			log_msg(l, LOG_WARNING, "checkpoint not updated at open; "
+				"the next recovery may check more");
+	}
 	l->dir_dirty = false;
 	pthread_mutex_unlock(&l->flush_lock);
 	if (rc < 0)
 		goto out_free;
+	log_dir_unpin(l);
 	*out = l;
 	return 0;
 
@@ -828,12 +1062,14 @@ static int log_roll(struct log *l, int codec, int64_t now)
 	struct seg *old = log_active(l), *s;
 	int rc;
 
-	rc = seg_create(l->dir_fd, old->w.end_offset, old->w.end_pos,
+	/* Pinned for the rest of the append, as the old active is. */
+	rc = seg_create(&l->dir, old->w.end_offset, old->w.end_pos,
 			codec, now, log_idx_cap(l), &s);
 	if (rc < 0)
 		return rc;
 	rc = log_segs_push(l, s);
 	if (rc < 0) {
+		seg_unpin(s);
 		seg_doom(s);
 		return rc;
 	}
@@ -972,6 +1208,18 @@ static void epoch_undo_save(const struct log *l, struct epoch_undo *u)
 	u->last = u->n ? l->epochs.e[u->n - 1] : (struct epoch_entry){ 0, 0 };
 }
 
+/* Room for k more epoch entries (append_lock held): the array may move,
+ * so under epoch_lock, which readers take. 0 or -ENOMEM. */
+static int log_epoch_reserve(struct log *l, uint32_t k)
+{
+	int rc;
+
+	pthread_mutex_lock(&l->epoch_lock);
+	rc = epoch_reserve(&l->epochs, l->epochs.n + k);
+	pthread_mutex_unlock(&l->epoch_lock);
+	return rc;
+}
+
 /* Change the cache (append_lock held) under epoch_lock; publish. */
 static bool log_epoch_assign(struct log *l, uint32_t epoch, uint64_t start)
 {
@@ -1002,21 +1250,39 @@ static bool epoch_undo_differs(const struct log *l, const struct epoch_undo *u)
 			       sizeof(u->last)) != 0);
 }
 
-/* Undo a failed append: drop new segments, cut the old active back. */
+/* Undo a failed append: drop new segments, cut the old active back.
+ * The segments the append pinned are unpinned. */
 static int log_append_undo(struct log *l, uint32_t nsegs,
 			   const struct seg_tail *saved,
 			   const struct epoch_undo *eu)
 {
-	int rc;
+	int rc = 0;
 
-	if (l->nsegs > nsegs)
-		log_segs_drop(l, nsegs, l->nsegs);
-	rc = seg_cut(log_active(l), saved);
+	log_unpin_segs(l, nsegs, l->nsegs);
+	if (l->nsegs > nsegs) {
+		/* The names must go, or the next open would find them. */
+		rc = log_dir_pin(l);
+		if (rc >= 0) {
+			log_segs_drop(l, nsegs, l->nsegs);
+			log_dir_unpin(l);
+			rc = 0;
+		}
+	}
+	if (rc == 0)
+		rc = seg_cut(log_active(l), saved);
+	seg_unpin(l->segs[nsegs - 1]);
 	if (rc == 0 && epoch_undo_differs(l, eu)) {
 		log_epoch_restore(l, eu);
-		rc = epoch_save(&l->epochs, l->dir_fd);
+		rc = log_epoch_save(l);
 	}
 	return rc;
+}
+
+/* Whether rc means no descriptor (or memory) could be had: nothing was
+ * written, so it is no failed durable write. */
+static bool log_err_no_fd(int rc)
+{
+	return rc == -EMFILE || rc == -ENFILE || rc == -ENOMEM;
 }
 
 static void log_stick(struct log *l, int err, const char *what)
@@ -1043,7 +1309,9 @@ int log_append(struct log *l, const void *payload, size_t len,
  * rc says it failed, undo it whole (the caller reports the failure; only
  * worse news is ours); else seal the segments it rolled over, publish
  * them and move the log end, ts being its newest timestamp, and fill
- * info. Returns rc, or 0. Append lock held.
+ * info. Either way the segments the append pinned (the active one it
+ * began with and those it rolled to) are unpinned. Returns rc, or 0.
+ * Append lock held.
  */
 static int log_append_finish(struct log *l, int rc, uint32_t nsegs,
 			     const struct seg_tail *saved,
@@ -1066,6 +1334,7 @@ static int log_append_finish(struct log *l, int rc, uint32_t nsegs,
 		}
 		seg_publish(l->segs[i]);
 	}
+	log_unpin_segs(l, nsegs - 1, l->nsegs);
 	l->last_ts = ts;
 	atomic_store(&l->pub_max_ts, ts);
 	read_ends(l, &e);
@@ -1126,13 +1395,21 @@ int log_appendv(struct log *l, const struct iovec *iov, int iovcnt,
 	if (ts < l->last_ts)
 		ts = l->last_ts;
 
+	rc = log_epoch_reserve(l, 1);
+	if (rc < 0)
+		goto out_unlock;
+	/* The active segment's files stay open until log_append_finish. */
+	rc = seg_pin(log_active(l));
+	if (rc < 0)
+		goto out_unlock;
 	nsegs = l->nsegs;
 	saved = log_active(l)->w;
 	epoch_undo_save(l, &eu);
 	if (log_epoch_assign(l, epoch, saved.end_offset)) {
-		rc = epoch_save(&l->epochs, l->dir_fd);
+		rc = log_epoch_save(l);
 		if (rc < 0) {
 			log_epoch_restore(l, &eu);
+			seg_unpin(log_active(l));
 			goto out_unlock;
 		}
 	}
@@ -1193,7 +1470,7 @@ static int log_flush_round(struct log *l, uint64_t rp, uint64_t *new_rp)
 	bool index[FLUSH_SEGS_MAX];
 	uint32_t n = 0, i;
 	bool dir;
-	int rc;
+	int rc, pin_rc = 0;
 
 	pthread_mutex_lock(&l->append_lock);
 	if (atomic_load(&l->sticky)) {
@@ -1219,16 +1496,37 @@ static int log_flush_round(struct log *l, uint64_t rp, uint64_t *new_rp)
 	pthread_mutex_unlock(&l->append_lock);
 	rc = 0;
 	for (i = 0; i < n; i++) {
-		if (rc == 0 && todo[i]->w.end_offset > rp)
-			rc = seg_sync_data(todo[i]);
-		if (rc == 0 && index[i]) {
-			rc = seg_sync_index(todo[i]);
-			todo[i]->idx_synced = rc == 0;
+		bool data = todo[i]->w.end_offset > rp;
+		/* Syncing a closed file's inode needs a descriptor again: a
+		 * failure to get one is no failed sync (not sticky). */
+		if (rc == 0 && (data || index[i])) {
+			rc = pin_rc = seg_pin(todo[i]);
+			if (rc == 0 && data)
+				rc = seg_sync_data(todo[i]);
+			if (rc == 0 && index[i]) {
+				rc = seg_sync_index(todo[i]);
+				todo[i]->idx_synced = rc == 0;
+			}
+			if (pin_rc == 0)
+				seg_unpin(todo[i]);
 		}
 		seg_unref(todo[i]);
 	}
-	if (rc == 0 && dir)
-		rc = io_fsync_dir(l->dir_fd);
+	if (rc == 0 && dir) {
+		int dfd = pin_rc = log_dir_pin(l);
+		if (dfd >= 0) {
+			rc = io_fsync_dir(dfd);
+			log_dir_unpin(l);
+		} else {
+			rc = dfd;
+		}
+	}
+	if (pin_rc < 0) {
+		pthread_mutex_lock(&l->append_lock);
+		l->dir_dirty |= dir;
+		pthread_mutex_unlock(&l->append_lock);
+		return pin_rc;
+	}
 	if (rc < 0) {
 		/* The page cache may have dropped the failed pages: nothing
 		 * written since the last good flush can be trusted. */
@@ -1273,7 +1571,7 @@ int log_checkpoint(struct log *l)
 		/* A checkpoint that could not be made durable is a failed
 		 * durable write like any other: no retry-and-hope. */
 		rc = log_checkpoint_write(l, atomic_load(&l->recovery_point));
-		if (rc < 0)
+		if (rc < 0 && !log_err_no_fd(rc))
 			log_stick(l, -rc, "checkpointing the recovery point");
 	}
 	pthread_mutex_unlock(&l->flush_lock);
@@ -1294,27 +1592,95 @@ int log_flush(struct log *l)
 
 /* ---- closing ----------------------------------------------------------- */
 
+/* Trim the active segment's index to its entries, and sync it if sync. */
+static int log_seal_active(struct log *l, bool sync)
+{
+	struct seg *s = log_active(l);
+	int rc = seg_pin(s);
+
+	if (rc < 0)
+		return rc;
+	rc = seg_seal(s);
+	if (rc == 0 && sync)
+		rc = seg_sync(s);
+	seg_unpin(s);
+	return rc;
+}
+
+/* Make the clean-shutdown marker, durably. */
+static int log_write_marker(struct log *l)
+{
+	int dfd = log_dir_pin(l), fd, rc;
+
+	if (dfd < 0)
+		return dfd;
+	fd = files_openat(dfd, CLEAN_FILE, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	rc = fd < 0 ? fd : io_fsync(fd);
+	if (fd >= 0)
+		close(fd);
+	if (rc == 0)
+		rc = io_fsync_dir(dfd);
+	log_dir_unpin(l);
+	return rc;
+}
+
+/*
+ * The first step of a close in batch b: no sync here. The index is
+ * trimmed and the checkpoint, naming the log end as the recovery point,
+ * is written to "checkpoint.tmp"; once syncfs has made all of it durable,
+ * log_batch_end renames it into place and makes the marker
+ * (log_batch_commit). Without that, the next open finds no marker and
+ * the old checkpoint, and recovers: it never trusts bytes that might
+ * not be on disk.
+ */
+static int log_close_staged(struct log *l, struct log_batch *b)
+{
+	char buf[CHECKPOINT_BYTES_MAX];
+	uint64_t rp = UINT64_MAX;
+	struct ends e;
+	int n, dfd, rc;
+
+	struct seg *act = log_active(l);
+	bool staged;
+
+	if (atomic_load(&l->sticky))
+		return -EROFS;
+	/* A partition left alone since it was loaded needs neither: its
+	 * files need not even be reopened. */
+	if (act->w.idx_alloc != (uint64_t)act->w.idx_count * INDEX_ENTRY_SIZE) {
+		rc = log_seal_active(l, false);
+		if (rc < 0)
+			return rc;
+	}
+	n = log_checkpoint_format(l, &rp, &e, buf);
+	staged = l->ckpt_rp != rp || l->ckpt.hw != e.hw ||
+		 l->ckpt_start != atomic_load(&l->start_offset);
+	if (staged) {
+		dfd = log_dir_pin(l);
+		if (dfd < 0)
+			return dfd;
+		rc = io_write_file(dfd, CHECKPOINT_FILE ".tmp", buf, (size_t)n);
+		log_dir_unpin(l);
+		if (rc < 0)
+			return rc;
+	}
+	return log_batch_note(b, l->dir.path, staged);
+}
+
 int log_close(struct log *l)
 {
-	int rc, fd;
+	struct log_batch *b = log_batch_for(l);
+	int rc;
 
-	rc = log_flush(l);
-	if (rc == 0)
-		rc = seg_seal(log_active(l));
-	if (rc == 0)
-		rc = seg_sync(log_active(l));
-	if (rc == 0) {
-		fd = openat(l->dir_fd, CLEAN_FILE,
-			    O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-		if (fd < 0)
-			rc = -errno;
-		else {
-			rc = io_fsync(fd);
-			close(fd);
-		}
+	if (b) {
+		rc = log_close_staged(l, b);
+	} else {
+		rc = log_flush(l);
+		if (rc == 0)
+			rc = log_seal_active(l, true);
+		if (rc == 0)
+			rc = log_write_marker(l);
 	}
-	if (rc == 0)
-		rc = io_fsync_dir(l->dir_fd);
 	if (rc < 0)
 		log_msg(l, LOG_ERR, "unclean close: %s", strerror(-rc));
 	log_free(l);
@@ -1354,18 +1720,24 @@ static bool log_epoch_cut(struct log *l, bool at_end, uint64_t offset)
 static int log_move_start(struct log *l, uint64_t start, uint64_t start_pos,
 			  uint32_t k)
 {
-	int rc = 0;
+	int rc;
 
+	/* Every step below needs the directory: have it before the first. */
+	rc = log_dir_pin(l);
+	if (rc < 0)
+		return rc;
+	rc = 0;
 	atomic_store(&l->start_pos, start_pos);
 	atomic_store(&l->start_offset, start);
 	if (log_epoch_cut(l, false, start))
-		rc = epoch_save(&l->epochs, l->dir_fd);
+		rc = log_epoch_save(l);
 	if (rc == 0)
 		rc = log_checkpoint_write(l, atomic_load(&l->recovery_point));
+	if (rc == 0 && k > 0)
+		log_segs_drop(l, 0, k);
+	log_dir_unpin(l);
 	if (rc < 0)
 		return rc;
-	if (k > 0)
-		log_segs_drop(l, 0, k);
 	log_notify(l);
 	return 0;
 }
@@ -1478,7 +1850,9 @@ static void log_trunc_record(struct log *l, uint64_t pos)
  * and the table's reference the only one, no cursor holds the segment or
  * can take it, so its files are cut in place; otherwise the kept prefix
  * is cloned into new files that replace it (seg_clone_prefix) and the
- * holders keep the old ones. append_lock held.
+ * holders keep the old ones. The segment is pinned by the caller; on
+ * success the one now in the table at k is (the clone is returned
+ * pinned, and the old one unpinned). append_lock held.
  */
 static int log_cut_segment(struct log *l, uint32_t k, const struct seg_tail *t)
 {
@@ -1501,8 +1875,20 @@ static int log_cut_segment(struct log *l, uint32_t k, const struct seg_tail *t)
 	pthread_mutex_lock(&l->seg_lock);
 	l->segs[k] = n;
 	pthread_mutex_unlock(&l->seg_lock);
-	seg_unref(s);
+	seg_release(s);
 	return 0;
+}
+
+/* seg_sync, pinning the segment for it. */
+static int log_seal_sync(struct seg *s)
+{
+	int rc = seg_pin(s);
+
+	if (rc == 0) {
+		rc = seg_sync(s);
+		seg_unpin(s);
+	}
+	return rc;
 }
 
 int log_truncate(struct log *l, uint64_t offset, uint64_t *leo_out)
@@ -1513,6 +1899,7 @@ int log_truncate(struct log *l, uint64_t offset, uint64_t *leo_out)
 	struct ends e;
 	uint32_t k;
 	struct seg *s;
+	bool dir_pinned = false;
 	int rc = 0;
 
 	pthread_mutex_lock(&l->flush_lock);
@@ -1524,26 +1911,40 @@ int log_truncate(struct log *l, uint64_t offset, uint64_t *leo_out)
 		rc = -ERANGE;
 		goto out_unlock;
 	}
+	/* Names are dropped below: have the directory before changing
+	 * anything. */
+	rc = log_dir_pin(l);
+	if (rc < 0)
+		goto out_unlock;
+	dir_pinned = true;
+	rc = 0;
 	k = log_seg_floor(l, false, offset);
 	s = l->segs[k];
 	if (offset == s->base_offset && k > 0) {
 		cut_pos = s->base_pos;
 		log_segs_drop(l, k, l->nsegs);
 	} else {
+		rc = seg_pin(s);
+		if (rc < 0)
+			goto out_unlock;
 		rc = seg_find_offset(s, offset, &b);
 		if (rc == 0)
 			rc = log_tail_before(s, &b, &t);
-		if (rc < 0)
+		if (rc < 0) {
+			seg_unpin(s);
 			goto out_unlock;
+		}
 		cut_pos = b.h.pos;
 		if (k + 1 < l->nsegs)
 			log_segs_drop(l, k + 1, l->nsegs);
 		rc = log_cut_segment(l, k, &t);
 		if (rc < 0) {
+			seg_unpin(s);
 			log_trunc_record(l, cut_pos);
 			log_stick(l, -rc, "truncating a segment");
 			goto out_unlock;
 		}
+		seg_unpin(l->segs[k]);
 	}
 	log_trunc_record(l, cut_pos);
 	s = log_active(l);
@@ -1560,17 +1961,19 @@ int log_truncate(struct log *l, uint64_t offset, uint64_t *leo_out)
 	if (atomic_load(&l->recovery_point) > e.leo)
 		atomic_store(&l->recovery_point, e.leo);
 	if (log_epoch_cut(l, true, e.leo))
-		rc = epoch_save(&l->epochs, l->dir_fd);
+		rc = log_epoch_save(l);
 	if (rc == 0)
-		rc = seg_sync(s);
+		rc = log_seal_sync(s);
 	if (rc == 0)
-		rc = io_fsync_dir(l->dir_fd);
+		rc = io_fsync_dir(l->dir.fd);
 	if (rc == 0)
 		rc = log_checkpoint_write(l, atomic_load(&l->recovery_point));
 	log_msg(l, LOG_NOTICE, "truncated to offset %" PRIu64, e.leo);
 out_done:
 	*leo_out = e.leo;
 out_unlock:
+	if (dir_pinned)
+		log_dir_unpin(l);
 	pthread_mutex_unlock(&l->append_lock);
 	pthread_mutex_unlock(&l->flush_lock);
 	return rc;
@@ -1581,14 +1984,19 @@ int log_truncate_fully(struct log *l, uint64_t offset, uint64_t pos)
 	struct seg **table = NULL, *s = NULL;
 	uint64_t old_start_pos;
 	uint32_t n, hidden = 0;
+	bool dir_pinned = false;
 	struct ends e;
 	int rc;
 
 	pthread_mutex_lock(&l->flush_lock);
 	pthread_mutex_lock(&l->append_lock);
 	rc = atomic_load(&l->sticky) ? -EROFS : 0;
+	if (rc == 0)
+		rc = log_dir_pin(l); /* before the first name changes */
 	if (rc < 0)
 		goto out_unlock;
+	dir_pinned = true;
+	rc = 0;
 	n = l->nsegs;
 	table = malloc(sizeof(*table));
 	if (!table) {
@@ -1599,7 +2007,7 @@ int log_truncate_fully(struct log *l, uint64_t offset, uint64_t pos)
 	for (hidden = 0; hidden < n && rc == 0; hidden++)
 		rc = seg_hide(l->segs[hidden]);
 	if (rc == 0)
-		rc = seg_create(l->dir_fd, offset, pos, l->cfg.codec, now_ms(),
+		rc = seg_create(&l->dir, offset, pos, l->cfg.codec, now_ms(),
 				log_idx_cap(l), &s);
 	if (rc < 0)
 		goto out_unhide;
@@ -1629,11 +2037,12 @@ int log_truncate_fully(struct log *l, uint64_t offset, uint64_t pos)
 	l->epochs.n = 0;
 	pthread_mutex_unlock(&l->epoch_lock);
 	atomic_store(&l->pub_epoch, 0);
-	rc = epoch_save(&l->epochs, l->dir_fd);
+	rc = log_epoch_save(l);
 	if (rc == 0)
 		rc = seg_sync(s);
+	seg_unpin(s);
 	if (rc == 0)
-		rc = io_fsync_dir(l->dir_fd);
+		rc = io_fsync_dir(l->dir.fd);
 	if (rc == 0)
 		rc = log_checkpoint_write(l, offset);
 	if (rc < 0)
@@ -1648,6 +2057,8 @@ out_unhide:
 			log_stick(l, EIO, "restoring segment names");
 	}
 out_unlock:
+	if (dir_pinned)
+		log_dir_unpin(l);
 	free(table);
 	pthread_mutex_unlock(&l->append_lock);
 	pthread_mutex_unlock(&l->flush_lock);
@@ -1702,8 +2113,9 @@ int log_begin_epoch(struct log *l, uint32_t epoch)
 		goto out_unlock;
 	}
 	epoch_undo_save(l, &eu);
-	if (log_epoch_assign(l, epoch, log_active(l)->w.end_offset)) {
-		rc = epoch_save(&l->epochs, l->dir_fd);
+	rc = log_epoch_reserve(l, 1);
+	if (rc == 0 && log_epoch_assign(l, epoch, log_active(l)->w.end_offset)) {
+		rc = log_epoch_save(l);
 		if (rc < 0)
 			log_epoch_restore(l, &eu);
 	}
@@ -1770,11 +2182,13 @@ int log_offset_to_pos(struct log *l, uint64_t offset, uint64_t *pos)
 	}
 	if (offset > e.leo || offset < atomic_load(&l->start_offset))
 		return -ERANGE;
-	s = log_seg_get(l, false, offset);
+	rc = log_seg_use(l, false, offset, &s);
+	if (rc < 0)
+		return rc;
 	rc = seg_find_offset(s, offset, &b);
 	if (rc == 0)
 		rc = seg_batch_locate(s, &b, offset, 0, &off, pos);
-	seg_unref(s);
+	seg_release(s);
 	return rc;
 }
 
@@ -1789,11 +2203,13 @@ int log_pos_to_offset(struct log *l, uint64_t pos, uint64_t *offset,
 	read_ends(l, &e);
 	if (pos >= e.leo_pos || pos < atomic_load(&l->start_pos))
 		return -ERANGE;
-	s = log_seg_get(l, true, pos);
+	rc = log_seg_use(l, true, pos, &s);
+	if (rc < 0)
+		return rc;
 	rc = seg_find_pos(s, pos, &b);
 	if (rc == 0)
 		rc = seg_batch_locate(s, &b, UINT64_MAX, pos, offset, rec_pos);
-	seg_unref(s);
+	seg_release(s);
 	return rc;
 }
 
@@ -1819,7 +2235,11 @@ int log_time_to_offset(struct log *l, int64_t ts, uint64_t *offset)
 		*offset = e.leo;
 		return 0;
 	}
-	rc = seg_find_time(s, ts, &b);
+	rc = seg_pin(s);
+	if (rc == 0) {
+		rc = seg_find_time(s, ts, &b);
+		seg_unpin(s);
+	}
 	seg_unref(s);
 	if (rc == -ENOENT) {
 		*offset = e.leo;
@@ -1916,7 +2336,7 @@ void log_cursor_free(struct log_cursor *c)
 	if (!c)
 		return;
 	for (unsigned i = 0; i < c->nheld; i++)
-		seg_unref(c->held[i]);
+		seg_release(c->held[i]);
 	cursor_drop_zcache(c);
 	codec_ctx_free(c->codec);
 	free(c->zbuf);
@@ -1932,34 +2352,42 @@ static bool seg_covers(struct seg *s, uint64_t pos)
 }
 
 /*
- * The segment holding pos, referenced in c->held. The segments the last
- * read held (old[]) are reused first, so that sequential reads within a
- * segment take no lock.
+ * The segment holding pos, referenced and pinned in c->held (the
+ * extents a read returns stay valid until the next: their descriptors
+ * must not be closed meanwhile). The segments the last read held (old[])
+ * are reused first, so that sequential reads within a segment take no
+ * lock. -EAGAIN if a truncation raced, or the pin's error.
  */
-static struct seg *cursor_seg(struct log_cursor *c, struct seg **old,
-			      unsigned *nold, uint64_t pos)
+static int cursor_seg(struct log_cursor *c, struct seg **old, unsigned *nold,
+		      uint64_t pos, struct seg **out)
 {
 	struct seg *s;
+	int rc;
 
 	for (unsigned i = 0; i < c->nheld; i++) {
-		if (seg_covers(c->held[i], pos))
-			return c->held[i];
+		if (seg_covers(c->held[i], pos)) {
+			*out = c->held[i];
+			return 0;
+		}
 	}
 	for (unsigned i = 0; i < *nold; i++) {
 		if (seg_covers(old[i], pos)) {
 			s = old[i];
 			old[i] = old[--*nold];
 			c->held[c->nheld++] = s;
-			return s;
+			*out = s;
+			return 0;
 		}
 	}
 	s = log_seg_get(c->log, true, pos);
-	if (!seg_covers(s, pos)) {
+	rc = seg_covers(s, pos) ? seg_pin(s) : -EAGAIN;
+	if (rc < 0) {
 		seg_unref(s);
-		return NULL;
+		return rc;
 	}
 	c->held[c->nheld++] = s;
-	return s;
+	*out = s;
+	return 0;
 }
 
 /* Make the cursor's cache hold the batch of compressed segment s with pos. */
@@ -2031,13 +2459,12 @@ ssize_t log_read(struct log_cursor *c, uint64_t *pos, size_t len,
 		len = (size_t)(c->stale_pos - *pos);
 	at = *pos;
 	while (total < len && n < max_ext) {
-		struct seg *s = cursor_seg(c, old, &nold, at);
+		struct seg *s;
 		uint64_t end;
 
-		if (!s) {
-			rc = -EAGAIN; /* raced with truncation */
-			break;
-		}
+		rc = cursor_seg(c, old, &nold, at, &s);
+		if (rc < 0)
+			break; /* raced with truncation, or no descriptor */
 		end = atomic_load_explicit(&s->end_pos, memory_order_acquire);
 		if (end > at + (len - total))
 			end = at + (len - total);
@@ -2069,7 +2496,7 @@ ssize_t log_read(struct log_cursor *c, uint64_t *pos, size_t len,
 		at = end;
 	}
 	for (unsigned i = 0; i < nold; i++)
-		seg_unref(old[i]);
+		seg_release(old[i]);
 	/* A truncation during the read: what it removed may be in the
 	 * extents (old bytes, or new ones appended since). Stop before. */
 	if (atomic_load_explicit(&l->trunc_gen, memory_order_acquire) != c->gen) {
@@ -2148,9 +2575,17 @@ int log_scrub(struct log *l)
 		if (!s)
 			break;
 		end = atomic_load_explicit(&s->end_pos, memory_order_acquire);
-		if (seg_verify_range(s, s->base_pos, end) == -ENOMEM) {
-			seg_unref(s);
-			return -ENOMEM;
+		/* A segment checked already needs no descriptor. */
+		if (atomic_load(&s->verified_pos) < end) {
+			int rc = seg_pin(s);
+			if (rc == 0) {
+				rc = seg_verify_range(s, s->base_pos, end);
+				seg_unpin(s);
+			}
+			if (rc == -ENOMEM || log_err_no_fd(rc)) {
+				seg_unref(s);
+				return rc;
+			}
 		}
 		bad += seg_bad_count(s);
 		seg_unref(s);
@@ -2162,11 +2597,14 @@ int log_scrub(struct log *l)
 
 /*
  * The segment holding offset, as the cursor's only held segment (the
- * ones the last read held are let go). NULL if a truncation raced.
+ * ones the last read held are let go), referenced and pinned. -EAGAIN if
+ * a truncation raced, or the pin's error.
  */
-static struct seg *cursor_hold_offset(struct log_cursor *c, uint64_t offset)
+static int cursor_hold_offset(struct log_cursor *c, uint64_t offset,
+			      struct seg **out)
 {
 	struct seg *s = NULL;
+	int rc = 0;
 
 	for (unsigned i = 0; i < c->nheld && !s; i++) {
 		struct seg *h = c->held[i];
@@ -2181,17 +2619,22 @@ static struct seg *cursor_hold_offset(struct log_cursor *c, uint64_t offset)
 		s = log_seg_get(c->log, false, offset);
 		if (atomic_load(&s->doomed) || offset < s->base_offset ||
 		    offset >= atomic_load_explicit(&s->end_offset,
-						   memory_order_acquire)) {
-			seg_unref(s);
-			s = NULL;
-		}
+						   memory_order_acquire))
+			rc = -EAGAIN;
+	}
+	if (rc == 0)
+		rc = seg_pin(s); /* still open if it was held */
+	if (rc < 0) {
+		seg_unref(s);
+		s = NULL;
 	}
 	for (unsigned i = 0; i < c->nheld; i++)
-		seg_unref(c->held[i]);
+		seg_release(c->held[i]);
 	c->nheld = 0;
 	if (s)
 		c->held[c->nheld++] = s;
-	return s;
+	*out = s;
+	return rc;
 }
 
 int log_read_batches(struct log_cursor *c, uint64_t offset,
@@ -2218,9 +2661,9 @@ int log_read_batches(struct log_cursor *c, uint64_t offset,
 	limit = upto == LOG_UPTO_LEO ? e.leo : e.hw;
 	if (offset >= limit)
 		return 0;
-	s = cursor_hold_offset(c, offset);
-	if (!s)
-		return -EAGAIN; /* raced with truncation */
+	rc = cursor_hold_offset(c, offset, &s);
+	if (rc < 0)
+		return rc; /* raced with truncation, or no descriptor */
 	rc = seg_find_offset(s, offset, &b);
 	if (rc == 0)
 		rc = seg_scan_run(s, &b, limit, max_bytes, &r);
@@ -2380,6 +2823,11 @@ int log_append_batches(struct log *l, const void *meta, size_t meta_len,
 		goto out_unlock;
 
 	now = now_ms();
+	rc = log_epoch_reserve(l, nb);
+	if (rc == 0)
+		rc = seg_pin(log_active(l)); /* until log_append_finish */
+	if (rc < 0)
+		goto out_unlock;
 	nsegs = l->nsegs;
 	saved = log_active(l)->w;
 	epoch_undo_save(l, &eu);
@@ -2390,9 +2838,10 @@ int log_append_batches(struct log *l, const void *meta, size_t meta_len,
 		mo += batch_meta_size(h.count);
 	}
 	if (epochs_changed) {
-		rc = epoch_save(&l->epochs, l->dir_fd);
+		rc = log_epoch_save(l);
 		if (rc < 0) {
 			log_epoch_restore(l, &eu);
+			seg_unpin(log_active(l));
 			goto out_unlock;
 		}
 	}
@@ -2439,4 +2888,25 @@ int log_wait_change(struct log *l, uint64_t seen,
 void log_thread_release(void)
 {
 	seg_thread_release();
+}
+
+/* ---- descriptors --------------------------------------------------------- */
+
+int log_moved(struct log *l, const char *dir)
+{
+	return files_dir_move(&l->dir, dir);
+}
+
+void log_set_fd_budget(unsigned fds)
+{
+	files_set_budget(fds);
+}
+
+void log_get_fd_stats(struct log_fd_stats *st)
+{
+	struct files_stats fs;
+
+	files_get_stats(&fs);
+	*st = (struct log_fd_stats){ fs.budget, fs.open_fds, fs.reopens,
+				     fs.closes };
 }

@@ -110,6 +110,71 @@ int log_close(struct log *l);
  */
 void log_abandon(struct log *l);
 
+/*
+ * The partition's directory was renamed to dir (a topic moved into the
+ * trash, say): its files are reopened from there from now on. An idle
+ * partition's directory may be closed (see log_set_fd_budget) and is
+ * then reopened by name; a reopen that finds another directory at the
+ * old name fails with -ESTALE instead. -ENOMEM changes nothing.
+ */
+int log_moved(struct log *l, const char *dir);
+
+/*
+ * ---- Descriptors -------------------------------------------------------
+ *
+ * Each partition holds descriptors: its directory and, per segment, the
+ * .log, .meta and .index files (and a mapping of the index). With a
+ * budget set, the engine keeps at most about that many of them open: the
+ * files of idle segments and idle directories are closed, least
+ * recently used first, and reopened by name when next used, which no
+ * caller sees. Files in use are never closed: an append, a sync, a
+ * lookup, or a cursor whose last read handed out extents (the FUSE layer
+ * splices from them later) holds them open, so in-use files may pass
+ * the budget. 0 (the default) means no limit.
+ *
+ * Running out of descriptors (EMFILE, ENFILE) closes every idle file
+ * and tries again once; if that fails too, the call that needed the
+ * descriptor fails with -EMFILE (or -ENFILE) and nothing else does: no
+ * partition turns read-only for it, and an open never takes it for
+ * damage (the log is not cut, the files are left as they are).
+ */
+void log_set_fd_budget(unsigned fds);
+
+struct log_fd_stats {
+	unsigned budget;       /* 0: no limit */
+	unsigned open;         /* descriptors held by open files now */
+	unsigned long long reopens, closes; /* files reopened, closed idle */
+};
+
+void log_get_fd_stats(struct log_fd_stats *st);
+
+/*
+ * ---- Batches -----------------------------------------------------------
+ *
+ * Opening or closing many partitions at once (a mount, an unmount): the
+ * calling thread's log_open and log_close calls between log_batch_begin
+ * and log_batch_end, for partitions on the file system of fs_fd, leave
+ * their syncs to one syncfs(2) of that file system at the end.
+ *
+ * An open in a batch makes what recovery changed, and the removal of the
+ * clean-shutdown marker, durable only at log_batch_end: nothing may be
+ * appended to those partitions before it returns 0. A close in a batch
+ * writes everything but syncs nothing; log_batch_end syncs the file
+ * system, then (only if that succeeded) puts each partition's new
+ * checkpoint in place and makes its clean-shutdown marker, and syncs
+ * again. A marker therefore only exists once everything before it is on
+ * disk; after a crash or a failed sync the partitions without one are
+ * recovered at their next open, as after any crash.
+ *
+ * fs_fd must stay open until log_batch_end, and should have been opened
+ * before the partitions were written to (syncfs reports the write-back
+ * errors of the file system since the descriptor was opened). -EBUSY if
+ * the thread already runs a batch. log_batch_end returns 0 or the error
+ * of the sync (then logged, one line).
+ */
+int log_batch_begin(int fs_fd);
+int log_batch_end(void);
+
 /* Change settings; a codec change takes effect in the next segment. */
 int log_set_config(struct log *l, const struct log_config *cfg);
 

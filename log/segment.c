@@ -9,10 +9,12 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "codec.h"
@@ -33,17 +35,24 @@ void seg_file_name(char *buf, size_t size, uint64_t base_offset,
 	snprintf(buf, size, "%020" PRIu64 ".%s", base_offset, ext);
 }
 
-static int seg_open_file(int dir_fd, uint64_t base, const char *ext, int flags)
+/* Open a segment file, "<base>.<ext><suffix>". */
+static int seg_open_file(int dir_fd, uint64_t base, const char *ext,
+			 const char *suffix, int flags)
 {
-	char name[64];
-	int fd;
+	char name[64], full[80];
 
 	seg_file_name(name, sizeof(name), base, ext);
-	fd = openat(dir_fd, name, flags | O_RDWR | O_CLOEXEC, 0644);
-	return fd < 0 ? -errno : fd;
+	snprintf(full, sizeof(full), "%s%s", name, suffix);
+	return files_openat(dir_fd, full, flags | O_RDWR, 0644);
 }
 
+/* The three files, in the order of seg->ino[]. */
 static const char *const seg_exts[] = { "meta", "index", "log" };
+
+static int *seg_fd(struct seg *s, size_t i)
+{
+	return i == 0 ? &s->meta_fd : i == 1 ? &s->idx_fd : &s->log_fd;
+}
 
 void seg_unlink_files(int dir_fd, uint64_t base, const char *suffix)
 {
@@ -60,15 +69,19 @@ void seg_unlink_files(int dir_fd, uint64_t base, const char *suffix)
 static int seg_rename_files(struct seg *s, const char *from, const char *to)
 {
 	char name[64], a[80], b[80];
-	int rc = 0;
+	int dfd, rc = 0;
 
+	dfd = files_dir_pin(s->dir);
+	if (dfd < 0)
+		return dfd;
 	for (size_t i = 0; i < 3; i++) {
 		seg_file_name(name, sizeof(name), s->base_offset, seg_exts[i]);
 		snprintf(a, sizeof(a), "%s%s", name, from);
 		snprintf(b, sizeof(b), "%s%s", name, to);
-		if (renameat(s->dir_fd, a, s->dir_fd, b) < 0 && rc == 0)
+		if (renameat(dfd, a, dfd, b) < 0 && rc == 0)
 			rc = -errno;
 	}
+	files_dir_unpin(s->dir);
 	return rc;
 }
 
@@ -94,31 +107,112 @@ void seg_doom(struct seg *s)
 	seg_doom_hidden(s);
 }
 
-static struct seg *seg_alloc(int dir_fd, uint64_t base_offset)
+static int seg_map_index(struct seg *s, uint32_t cap);
+
+/* Remember the inode numbers of the open files (for seg_reopen). */
+static int seg_note_inodes(struct seg *s)
+{
+	struct stat st;
+
+	for (size_t i = 0; i < 3; i++) {
+		if (fstat(*seg_fd(s, i), &st) < 0)
+			return -errno;
+		s->ino[i] = st.st_ino;
+	}
+	return 0;
+}
+
+static void seg_close_files(struct seg *s)
+{
+	if (s->idx_map)
+		munmap((void *)s->idx_map, (size_t)s->idx_cap * INDEX_ENTRY_SIZE);
+	s->idx_map = NULL;
+	for (size_t i = 0; i < 3; i++) {
+		int *fd = seg_fd(s, i);
+		if (*fd >= 0)
+			close(*fd);
+		*fd = -1;
+	}
+}
+
+/* Open the three files named with suffix, if they are this segment's. */
+static int seg_reopen_as(struct seg *s, int dfd, const char *suffix)
+{
+	struct stat st;
+	int rc = 0;
+
+	for (size_t i = 0; i < 3 && rc == 0; i++) {
+		int *fd = seg_fd(s, i);
+		rc = *fd = seg_open_file(dfd, s->base_offset, seg_exts[i],
+					 suffix, 0);
+		if (rc >= 0) {
+			rc = fstat(*fd, &st) < 0 ? -errno : 0;
+			if (rc == 0 && st.st_ino != s->ino[i])
+				rc = -ESTALE;
+		}
+	}
+	if (rc == 0)
+		rc = seg_map_index(s, s->idx_cap);
+	if (rc < 0)
+		seg_close_files(s);
+	return rc;
+}
+
+/*
+ * The slot's reopen: by the segment's names, or, for a segment removed
+ * (renamed to *.deleted) that a reader still holds, by those. A segment
+ * whose names were taken by a clone has no names left: -ESTALE.
+ */
+static int seg_reopen(struct files_slot *slot)
+{
+	struct seg *s = (struct seg *)((char *)slot - offsetof(struct seg, files));
+	int dfd, rc;
+
+	if (atomic_load(&s->replaced))
+		return -ESTALE;
+	dfd = files_dir_pin(s->dir);
+	if (dfd < 0)
+		return dfd;
+	rc = seg_reopen_as(s, dfd, "");
+	if ((rc == -ENOENT || rc == -ESTALE) && atomic_load(&s->doomed))
+		rc = seg_reopen_as(s, dfd, ".deleted");
+	if (rc == -ENOENT)
+		rc = -ESTALE;
+	files_dir_unpin(s->dir);
+	return rc;
+}
+
+static void seg_slot_close(struct files_slot *slot)
+{
+	seg_close_files((struct seg *)((char *)slot -
+				       offsetof(struct seg, files)));
+}
+
+static const struct files_ops seg_files_ops = {
+	.reopen = seg_reopen,
+	.close = seg_slot_close,
+};
+
+static struct seg *seg_alloc(struct files_dir *dir, uint64_t base_offset)
 {
 	struct seg *s = calloc(1, sizeof(*s));
 
 	if (!s)
 		return NULL;
 	atomic_init(&s->refs, 1);
-	s->dir_fd = dir_fd;
+	s->dir = dir;
 	s->base_offset = base_offset;
 	s->log_fd = s->meta_fd = s->idx_fd = -1;
 	s->first_ts = -1;
+	files_slot_init(&s->files, &seg_files_ops, 3);
 	pthread_mutex_init(&s->verify_lock, NULL);
 	return s;
 }
 
 static void seg_free(struct seg *s)
 {
-	if (s->idx_map)
-		munmap((void *)s->idx_map, (size_t)s->idx_cap * INDEX_ENTRY_SIZE);
-	if (s->log_fd >= 0)
-		close(s->log_fd);
-	if (s->meta_fd >= 0)
-		close(s->meta_fd);
-	if (s->idx_fd >= 0)
-		close(s->idx_fd);
+	files_slot_destroy(&s->files);
+	seg_close_files(s);
 	pthread_mutex_destroy(&s->verify_lock);
 	free(s);
 }
@@ -127,8 +221,15 @@ void seg_unref(struct seg *s)
 {
 	if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
 		return;
-	if (atomic_load(&s->doomed) && !s->replaced)
-		seg_unlink_files(s->dir_fd, s->base_offset, ".deleted");
+	if (atomic_load(&s->doomed) && !atomic_load(&s->replaced)) {
+		/* If the directory cannot be opened, the next open of the
+		 * partition removes the *.deleted files. */
+		int dfd = files_dir_pin(s->dir);
+		if (dfd >= 0) {
+			seg_unlink_files(dfd, s->base_offset, ".deleted");
+			files_dir_unpin(s->dir);
+		}
+	}
 	seg_free(s);
 }
 
@@ -171,65 +272,74 @@ static void seg_tail_empty(const struct seg *s, struct seg_tail *t)
 	};
 }
 
-int seg_create(int dir_fd, uint64_t base_offset, uint64_t base_pos, int codec,
-	       int64_t now_ms, uint32_t idx_cap, struct seg **out)
+int seg_create(struct files_dir *dir, uint64_t base_offset, uint64_t base_pos,
+	       int codec, int64_t now_ms, uint32_t idx_cap, struct seg **out)
 {
 	struct seg_hdr sh = { base_offset, base_pos, now_ms, (uint32_t)codec };
 	uint8_t hdr[SEG_HDR_SIZE];
 	struct seg *s;
-	int rc;
+	int dfd, rc;
 
-	s = seg_alloc(dir_fd, base_offset);
-	if (!s)
+	dfd = files_dir_pin(dir);
+	if (dfd < 0)
+		return dfd;
+	s = seg_alloc(dir, base_offset);
+	if (!s) {
+		files_dir_unpin(dir);
 		return -ENOMEM;
+	}
 	s->base_pos = base_pos;
 	s->created_ms = now_ms;
 	s->codec = codec;
-	rc = s->log_fd = seg_open_file(dir_fd, base_offset, "log",
-				       O_CREAT | O_TRUNC);
-	if (rc < 0)
-		goto out_unlink;
-	rc = s->idx_fd = seg_open_file(dir_fd, base_offset, "index",
-				       O_CREAT | O_TRUNC);
-	if (rc < 0)
-		goto out_unlink;
-	rc = s->meta_fd = seg_open_file(dir_fd, base_offset, "meta",
-					O_CREAT | O_TRUNC);
-	if (rc < 0)
-		goto out_unlink;
+	/* .meta last: a segment exists once its .meta does. */
+	for (size_t k = 3; k-- > 0;) {
+		rc = *seg_fd(s, k) = seg_open_file(dfd, base_offset, seg_exts[k],
+						   "", O_CREAT | O_TRUNC);
+		if (rc < 0)
+			goto out_unlink;
+	}
 	seg_hdr_encode(&sh, hdr);
 	rc = io_pwrite_full(s->meta_fd, hdr, sizeof(hdr), 0);
-	if (rc < 0)
-		goto out_unlink;
-	rc = seg_map_index(s, idx_cap);
+	if (rc == 0)
+		rc = seg_note_inodes(s);
+	if (rc == 0)
+		rc = seg_map_index(s, idx_cap);
 	if (rc < 0)
 		goto out_unlink;
 	seg_tail_empty(s, &s->w);
 	seg_store_end(s, &s->w);
 	atomic_store(&s->verified_pos, base_pos);
 	s->verify_meta = SEG_HDR_SIZE;
+	files_dir_unpin(dir);
+	files_slot_opened(&s->files);
 	*out = s;
 	return 0;
 
 out_unlink:
-	seg_unlink_files(dir_fd, base_offset, "");
+	seg_unlink_files(dfd, base_offset, "");
+	files_dir_unpin(dir);
 	seg_free(s);
 	return rc;
 }
 
-int seg_open(int dir_fd, uint64_t base_offset, uint32_t idx_cap,
+int seg_open(struct files_dir *dir, uint64_t base_offset, uint32_t idx_cap,
 	     struct seg **out)
 {
 	uint8_t hdr[SEG_HDR_SIZE];
 	struct seg_hdr sh;
 	struct seg *s;
 	int64_t isize;
-	int rc;
+	int dfd, rc;
 
-	s = seg_alloc(dir_fd, base_offset);
-	if (!s)
+	dfd = files_dir_pin(dir);
+	if (dfd < 0)
+		return dfd;
+	s = seg_alloc(dir, base_offset);
+	if (!s) {
+		files_dir_unpin(dir);
 		return -ENOMEM;
-	rc = s->meta_fd = seg_open_file(dir_fd, base_offset, "meta", 0);
+	}
+	rc = s->meta_fd = seg_open_file(dfd, base_offset, "meta", "", 0);
 	if (rc < 0)
 		goto out_free;
 	rc = io_pread_full(s->meta_fd, hdr, sizeof(hdr), 0);
@@ -242,12 +352,15 @@ int seg_open(int dir_fd, uint64_t base_offset, uint32_t idx_cap,
 	s->base_pos = sh.base_pos;
 	s->created_ms = sh.created_ms;
 	s->codec = (int)sh.codec;
-	rc = s->log_fd = seg_open_file(dir_fd, base_offset, "log", 0);
+	rc = s->log_fd = seg_open_file(dfd, base_offset, "log", "", 0);
 	if (rc == -ENOENT)
 		rc = -EIO;
 	if (rc < 0)
 		goto out_free;
-	rc = s->idx_fd = seg_open_file(dir_fd, base_offset, "index", O_CREAT);
+	rc = s->idx_fd = seg_open_file(dfd, base_offset, "index", "", O_CREAT);
+	if (rc < 0)
+		goto out_free;
+	rc = seg_note_inodes(s);
 	if (rc < 0)
 		goto out_free;
 	isize = io_fsize(s->idx_fd);
@@ -261,10 +374,13 @@ int seg_open(int dir_fd, uint64_t base_offset, uint32_t idx_cap,
 	rc = seg_map_index(s, idx_cap);
 	if (rc < 0)
 		goto out_free;
+	files_dir_unpin(dir);
+	files_slot_opened(&s->files);
 	*out = s;
 	return 0;
 
 out_free:
+	files_dir_unpin(dir);
 	seg_free(s);
 	return rc;
 }
@@ -1271,18 +1387,7 @@ int seg_scan_run(struct seg *s, const struct seg_batch *b, uint64_t limit,
 /* A file of the clone being made: "<base>.<ext>.tmp". */
 static int seg_open_tmp(int dir_fd, uint64_t base, const char *ext)
 {
-	char name[64], tmp[80];
-	int fd;
-
-	seg_file_name(name, sizeof(name), base, ext);
-	snprintf(tmp, sizeof(tmp), "%s.tmp", name);
-	fd = openat(dir_fd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	return fd < 0 ? -errno : fd;
-}
-
-static void seg_unlink_tmp(int dir_fd, uint64_t base)
-{
-	seg_unlink_files(dir_fd, base, ".tmp");
+	return seg_open_file(dir_fd, base, ext, ".tmp", O_CREAT | O_TRUNC);
 }
 
 /* Rename the clone's three files over the segment's names. */
@@ -1321,24 +1426,18 @@ static void seg_clone_verified(struct seg *s, const struct seg_tail *t,
 	pthread_mutex_unlock(&s->verify_lock);
 }
 
-int seg_clone_prefix(struct seg *s, const struct seg_tail *t,
-		     struct seg **out)
+/* Copy the prefix t of s into the clone n's new files and sync them. */
+static int seg_clone_fill(struct seg *s, const struct seg_tail *t,
+			  struct seg *n, int dfd)
 {
 	uint64_t idx_len = (uint64_t)t->idx_count * INDEX_ENTRY_SIZE;
-	struct seg *n;
 	int rc;
 
-	n = seg_alloc(s->dir_fd, s->base_offset);
-	if (!n)
-		return -ENOMEM;
-	n->base_pos = s->base_pos;
-	n->created_ms = s->created_ms;
-	n->codec = s->codec;
-	rc = n->log_fd = seg_open_tmp(s->dir_fd, s->base_offset, "log");
+	rc = n->log_fd = seg_open_tmp(dfd, s->base_offset, "log");
 	if (rc >= 0)
-		rc = n->idx_fd = seg_open_tmp(s->dir_fd, s->base_offset, "index");
+		rc = n->idx_fd = seg_open_tmp(dfd, s->base_offset, "index");
 	if (rc >= 0)
-		rc = n->meta_fd = seg_open_tmp(s->dir_fd, s->base_offset, "meta");
+		rc = n->meta_fd = seg_open_tmp(dfd, s->base_offset, "meta");
 	if (rc >= 0)
 		rc = io_copy_range(n->meta_fd, s->meta_fd, t->meta_end);
 	if (rc >= 0)
@@ -1346,27 +1445,55 @@ int seg_clone_prefix(struct seg *s, const struct seg_tail *t,
 	if (rc >= 0 && idx_len > 0)
 		rc = io_pwrite_full(n->idx_fd, s->idx_map, idx_len, 0);
 	if (rc >= 0)
+		rc = seg_note_inodes(n);
+	if (rc >= 0)
 		rc = seg_map_index(n, s->idx_cap);
 	if (rc >= 0)
 		rc = seg_sync(n);
-	if (rc >= 0)
-		rc = seg_rename_tmp(s->dir_fd, s->base_offset);
+	return rc < 0 ? rc : 0;
+}
+
+int seg_clone_prefix(struct seg *s, const struct seg_tail *t,
+		     struct seg **out)
+{
+	uint64_t idx_len = (uint64_t)t->idx_count * INDEX_ENTRY_SIZE;
+	struct seg *n;
+	int dfd, rc;
+
+	dfd = files_dir_pin(s->dir);
+	if (dfd < 0)
+		return dfd;
+	n = seg_alloc(s->dir, s->base_offset);
+	if (!n) {
+		files_dir_unpin(s->dir);
+		return -ENOMEM;
+	}
+	n->base_pos = s->base_pos;
+	n->created_ms = s->created_ms;
+	n->codec = s->codec;
+	rc = seg_clone_fill(s, t, n, dfd);
+	if (rc == 0)
+		rc = seg_rename_tmp(dfd, s->base_offset);
 	if (rc < 0)
 		goto out_unlink;
+	files_dir_unpin(s->dir);
 	n->w = *t;
 	n->w.idx_alloc = idx_len;
 	n->first_ts = t->end_offset > s->base_offset ? s->first_ts : -1;
 	seg_idx_reload_last(n, t->idx_count);
 	seg_clone_verified(s, t, n);
 	seg_store_end(n, &n->w);
-	/* s's names now belong to n: its last reader unlinks nothing. */
-	s->replaced = true;
+	files_slot_opened(&n->files);
+	/* s's names now belong to n: its last reader unlinks nothing, and
+	 * once closed it cannot be reopened. */
+	atomic_store(&s->replaced, true);
 	atomic_store(&s->doomed, true);
 	*out = n;
 	return 0;
 
 out_unlink:
-	seg_unlink_tmp(s->dir_fd, s->base_offset);
+	seg_unlink_files(dfd, s->base_offset, ".tmp");
+	files_dir_unpin(s->dir);
 	seg_free(n);
 	return rc;
 }

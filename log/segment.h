@@ -9,6 +9,17 @@
  * the last reference goes, so a reader in the middle of it never loses the
  * bytes under its feet.
  *
+ * Descriptors. A segment's three files and its index mapping are a
+ * slot of the descriptor budget (files.h): they are open only while the
+ * slot is open, and stay open only while it is pinned (seg_pin). Every
+ * function below that reads or writes the files, or the index mapping,
+ * needs the caller to hold a pin (so do extents handed to readers);
+ * seg_create, seg_open and seg_clone_prefix return the segment pinned
+ * once. Creating, renaming and unlinking files pin the directory
+ * themselves. A segment closed while idle is reopened by its names, and
+ * only if they still name its files (inode numbers checked): a segment
+ * removed meanwhile gives -ESTALE, never another segment's bytes.
+ *
  * Fields marked (appender) are only touched by the thread holding the
  * partition's append lock. Fields marked (published) are written by the
  * appender with release stores after the bytes they describe are in the
@@ -23,6 +34,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "files.h"
 #include "format.h"
 
 /* Bad ranges remembered per segment; past this the rest is all bad. */
@@ -45,16 +57,18 @@ struct seg_bad {
 struct seg {
 	atomic_int refs;
 	atomic_bool doomed;
-	bool replaced; /* set with doomed: a clone took the names (no unlink) */
-	int dir_fd; /* borrowed from the partition, which outlives it */
+	atomic_bool replaced; /* set with doomed: a clone took the names */
+	struct files_dir *dir; /* the partition's, which outlives it */
+	struct files_slot files; /* the descriptors below (files.h) */
+	ino_t ino[3];          /* of .meta, .index, .log: reopen checks */
 
 	uint64_t base_offset;
 	uint64_t base_pos;
 	int64_t created_ms;
 	int codec;
 
-	int log_fd, meta_fd, idx_fd;
-	const uint8_t *idx_map; /* PROT_READ, idx_cap entries of address space */
+	int log_fd, meta_fd, idx_fd; /* (files) valid while pinned */
+	const uint8_t *idx_map; /* (files) idx_cap entries of address space */
 	uint32_t idx_cap;
 
 	_Atomic uint32_t idx_count;   /* (published) */
@@ -103,8 +117,9 @@ void seg_file_name(char *buf, size_t size, uint64_t base_offset,
  * ".deleted"); missing files are ignored. */
 void seg_unlink_files(int dir_fd, uint64_t base, const char *suffix);
 
-/* Create an empty segment's files (replacing stale ones of that name). */
-int seg_create(int dir_fd, uint64_t base_offset, uint64_t base_pos, int codec,
+/* Create an empty segment's files (replacing stale ones of that name);
+ * the segment is returned pinned once. */
+int seg_create(struct files_dir *dir, uint64_t base_offset, uint64_t base_pos, int codec,
 	       int64_t now_ms, uint32_t idx_cap, struct seg **out);
 
 /*
@@ -112,7 +127,7 @@ int seg_create(int dir_fd, uint64_t base_offset, uint64_t base_pos, int codec,
  * not known until seg_load or seg_recover. -ENOENT if the .meta file is
  * missing, -EIO if its header is bad or names another base offset.
  */
-int seg_open(int dir_fd, uint64_t base_offset, uint32_t idx_cap,
+int seg_open(struct files_dir *dir, uint64_t base_offset, uint32_t idx_cap,
 	     struct seg **out);
 
 /*
@@ -255,6 +270,18 @@ int seg_scan_run(struct seg *s, const struct seg_batch *b, uint64_t limit,
 int seg_clone_prefix(struct seg *s, const struct seg_tail *t,
 		     struct seg **out);
 
+/* Keep the segment's files open (reopening them if closed) until
+ * seg_unpin: 0, or -errno (-EMFILE, -ESTALE if it was removed). */
+static inline int seg_pin(struct seg *s)
+{
+	return files_pin(&s->files);
+}
+
+static inline void seg_unpin(struct seg *s)
+{
+	files_unpin(&s->files);
+}
+
 static inline void seg_ref(struct seg *s)
 {
 	atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
@@ -275,6 +302,13 @@ void seg_doom_hidden(struct seg *s);
 
 /* Drop a reference; the last one closes (and unlinks a doomed segment). */
 void seg_unref(struct seg *s);
+
+/* seg_unpin and seg_unref. */
+static inline void seg_release(struct seg *s)
+{
+	seg_unpin(s);
+	seg_unref(s);
+}
 
 /* Free the calling thread's verification buffer (log_thread_release). */
 void seg_thread_release(void);

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -50,6 +51,7 @@ struct options {
 	char *datadir;
 	char *mountpoint;
 	unsigned num_partitions;
+	unsigned max_partition_fds; /* -o max.partition.fds=, 0: default */
 	unsigned max_read;      /* the user's -o max_read, or 0 */
 	unsigned uid, gid, umask; /* -o uid=, gid=, umask= (vfat's names) */
 	int set_uid, set_gid, set_umask;
@@ -57,10 +59,11 @@ struct options {
 	int version;
 };
 
-enum { KEY_HELP, KEY_VERSION, KEY_UID, KEY_GID, KEY_UMASK };
+enum { KEY_HELP, KEY_VERSION, KEY_UID, KEY_GID, KEY_UMASK, KEY_PARTITION_FDS };
 
 static const struct fuse_opt option_spec[] = {
 	{ "num.partitions=%u", offsetof(struct options, num_partitions), 0 },
+	FUSE_OPT_KEY("max.partition.fds=", KEY_PARTITION_FDS),
 	/* Read, and left for libfuse, which needs it too. */
 	{ "max_read=%u", offsetof(struct options, max_read), 0 },
 	FUSE_OPT_KEY("max_read=", FUSE_OPT_KEY_KEEP),
@@ -89,6 +92,9 @@ static void usage(FILE *out)
 		"  -f                   stay in the foreground, log to stderr\n"
 		"  -d                   libfuse debug output (implies -f)\n"
 		"  -o num.partitions=N  partitions of a new topic (default 1)\n"
+		"  -o max.partition.fds=N  descriptors partitions keep open;\n"
+		"                       idle ones are closed beyond it (default:\n"
+		"                       the descriptor limit less a quarter)\n"
 		"  -o uid=N,gid=N       owner and group of every file (default:\n"
 		"                       the user who mounts)\n"
 		"  -o umask=OOO         mode bits taken away (default 022: others\n"
@@ -153,6 +159,14 @@ static int option_proc(void *data, const char *arg, int key,
 			return -1;
 		}
 		o->set_umask = 1;
+		return 0;
+	case KEY_PARTITION_FDS:
+		if (option_number(arg, 10, UINT_MAX, &o->max_partition_fds) < 0 ||
+		    o->max_partition_fds < PARTITION_FDS_MIN) {
+			fprintf(stderr, "topicfs: -o %s: must be a number, at "
+				"least %u\n", arg, PARTITION_FDS_MIN);
+			return -1;
+		}
 		return 0;
 	case KEY_HELP:
 		o->help = 1;
@@ -384,6 +398,25 @@ static void notify_ready(void)
 /* ---- mounting ------------------------------------------------------------ */
 
 /*
+ * Raise the soft descriptor limit to the hard one: every partition
+ * holds descriptors while in use, and the default soft limit (often
+ * 1024) is far below what a mount of thousands of partitions may need.
+ * The partitions' budget (max.partition.fds) is derived from the raised
+ * limit. One log line if it cannot be raised.
+ */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+		msg(LOG_WARNING, "cannot raise the descriptor limit to %llu: %s",
+		    (unsigned long long)rl.rlim_max, strerror(errno));
+}
+
+/*
  * Undo the kernel's escaping of a /proc/self/mountinfo field in place:
  * space, tab, newline and backslash appear there as \040, \011, \012 and
  * \134 (octal).
@@ -599,7 +632,11 @@ static int add_mount_options(struct fuse_args *args, const char *datadir)
 static int run(struct options *o, struct fuse_args *args,
 	       struct fuse_cmdline_opts *co)
 {
-	struct broker_opts bo = { o->datadir, o->num_partitions };
+	struct broker_opts bo = {
+		.datadir = o->datadir,
+		.num_partitions = o->num_partitions,
+		.max_partition_fds = o->max_partition_fds,
+	};
 	struct fs_perms perms = {
 		.uid = o->set_uid ? (uid_t)o->uid : getuid(),
 		.gid = o->set_gid ? (gid_t)o->gid : getgid(),
@@ -614,6 +651,7 @@ static int run(struct options *o, struct fuse_args *args,
 
 	if (check_mountpoint(co->mountpoint) < 0)
 		return 1;
+	raise_fd_limit();
 	if (open_broker(&bo, &broker) < 0)
 		return 1;
 	if (add_mount_options(args, broker_datadir(broker)) < 0)

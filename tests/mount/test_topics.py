@@ -105,27 +105,31 @@ class TestTopicsOnDisk(MountTest):
         self.assertEqual(self.inos("c", "c/0", "c/1"), now)
         self.assertEqual(self.inos("a", "a/0", "a/1"), again)
 
-    def test_growing_partitions_past_the_descriptor_limit_changes_nothing(self):
+    def test_growing_partitions_past_the_descriptor_limit(self):
+        """300 partitions need far more than 96 descriptors if each keeps
+        its files open; idle ones are closed (issue 9), so the growth
+        succeeds, and all of them load again under the same limit. (That
+        a growth failing part way changes nothing is test_topic.c's
+        test_partition_growth_is_all_or_nothing.)"""
+        limit = ("prlimit", "--nofile=96:96")
         self.m.unmount()
         self.m = Mount(self.tmp, self.mount_opts)
-        self.m.start(prefix=("prlimit", "--nofile=96:96"))
+        self.m.start(prefix=limit)
         os.mkdir(self.m.path("t"))
         self.sh("echo kept >> t/0")
-        r = self.sh("setfattr -n user.topicfs.partitions -v 300 t",
-                    check=False)
-        self.assertIn(b"Too many open files", r.stderr)
-        self.assertEqual(len(self.log_lines("user.topicfs.partitions")), 1,
-                         self.m.log_text())
+        self.sh("setfattr -n user.topicfs.partitions -v 300 t")
         self.assertEqual(os.getxattr(self.m.path("t"),
-                                     "user.topicfs.partitions"), b"2")
-        self.assertEqual(parts(self.m.path("t")), ["0", "1"])
-        stored = parts(os.path.join(self.m.data, "topics", "t"))
-        self.assertEqual(stored, ["0", "1"])
-        self.remount()
-        self.assertEqual(parts(self.m.path("t")), ["0", "1"])
-        self.assertEqual(self.read("t", "0"), b"kept\n")
-        self.sh("setfattr -n user.topicfs.partitions -v 5 t")
-        self.assertEqual(len(parts(self.m.path("t"))), 5)
+                                     "user.topicfs.partitions"), b"300")
+        self.assertEqual(len(parts(self.m.path("t"))), 300)
+        for p in range(300):
+            self.append(f"p{p}\n".encode(), "t", str(p))
+        self.m.unmount()
+        self.m = Mount(self.tmp, self.mount_opts)
+        self.m.start(prefix=limit)
+        self.assertEqual(len(parts(self.m.path("t"))), 300)
+        self.assertEqual(self.read("t", "0"), b"kept\np0\n")
+        for p in range(1, 300):
+            self.assertEqual(self.read("t", str(p)), f"p{p}\n".encode())
 
     def test_kill_9_right_after_mkdir_keeps_the_whole_topic(self):
         os.mkdir(self.m.path("t"))
