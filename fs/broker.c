@@ -30,8 +30,13 @@
 /* Threads that run the periodic flushes (flush.ms) of the ticks: so many
  * slow partitions can be flushing at once without delaying the others. */
 #define FLUSH_WORKERS 4
+/* Every partition's checkpoint (log start, recovery point, high
+ * watermark) is written this often, on the monotonic clock: Kafka's
+ * replica.high.watermark.checkpoint.interval.ms. */
+#define CHECKPOINT_INTERVAL_MS 5000
 
-/* A partition whose periodic flush is due, with a reference to its topic. */
+/* A partition whose periodic flush is due, with a reference to its topic;
+ * or (t and p NULL) the checkpoint of every partition. */
 struct flush_job {
 	struct topic *t;
 	struct part *p;
@@ -62,6 +67,10 @@ struct broker {
 	bool flush_stop, flushers_tried;
 	pthread_t flushers[FLUSH_WORKERS];
 	unsigned nflushers;
+	/* The periodic checkpoints (flush lock): when the last was queued
+	 * (monotonic), and whether it is still queued or running. */
+	int64_t checkpoint_ms;
+	bool checkpoint_queued;
 };
 
 /* Tests only: called by a flush worker before each flush. */
@@ -727,7 +736,27 @@ unsigned broker_topics_list(struct broker *b, uint64_t after,
 	return n;
 }
 
-/* ---- periodic flushes ---------------------------------------------------- */
+/* ---- periodic flushes and checkpoints ------------------------------------ */
+
+static void broker_each_part(struct broker *b,
+			     void (*fn)(struct part *, const struct tick_now *),
+			     const struct tick_now *arg);
+
+static void checkpoint_one(struct part *p, const struct tick_now *unused)
+{
+	(void)unused;
+	part_checkpoint(p);
+}
+
+/* Checkpoint every partition (a flush worker's job), and let the next
+ * tick that finds it due queue it again. */
+static void broker_checkpoint(struct broker *b)
+{
+	broker_each_part(b, checkpoint_one, NULL);
+	pthread_mutex_lock(&b->flush_lock);
+	b->checkpoint_queued = false;
+	pthread_mutex_unlock(&b->flush_lock);
+}
 
 /* A flush worker: run queued flushes until stopped and the queue is empty. */
 static void *flush_main(void *arg)
@@ -746,10 +775,14 @@ static void *flush_main(void *arg)
 		if (!b->flush_head)
 			b->flush_tail = &b->flush_head;
 		pthread_mutex_unlock(&b->flush_lock);
-		if (flush_hook)
-			flush_hook(j->p);
-		part_tick_flush(j->p);
-		topic_put(j->t);
+		if (!j->p) {
+			broker_checkpoint(b);
+		} else {
+			if (flush_hook)
+				flush_hook(j->p);
+			part_tick_flush(j->p);
+			topic_put(j->t);
+		}
 		free(j);
 		pthread_mutex_lock(&b->flush_lock);
 	}
@@ -763,6 +796,7 @@ static void broker_init_flushers(struct broker *b)
 	pthread_mutex_init(&b->flush_lock, NULL);
 	pthread_cond_init(&b->flush_cond, NULL);
 	b->flush_tail = &b->flush_head;
+	b->checkpoint_ms = clock_mono_ms();
 }
 
 /*
@@ -799,7 +833,7 @@ static void broker_stop_flushers(struct broker *b)
 }
 
 /* Hand p's due flush to a worker (t referenced for it), or run it here if
- * no job can be made. */
+ * no job can be made. With p NULL: the checkpoint of every partition. */
 static void broker_queue_flush(struct broker *b, struct topic *t,
 			       struct part *p)
 {
@@ -812,10 +846,14 @@ static void broker_queue_flush(struct broker *b, struct topic *t,
 	pthread_mutex_unlock(&b->flush_lock);
 	if (!j || !workers) {
 		free(j);
-		part_tick_flush(p);
+		if (p)
+			part_tick_flush(p);
+		else
+			broker_checkpoint(b);
 		return;
 	}
-	topic_get(t);
+	if (t)
+		topic_get(t);
 	j->t = t;
 	j->p = p;
 	j->next = NULL;
@@ -986,6 +1024,28 @@ static void broker_each_part(struct broker *b,
 	}
 }
 
+/*
+ * Queue the checkpoint of every partition if CHECKPOINT_INTERVAL_MS have
+ * passed since the last (and it is not still running): the high
+ * watermark and recovery point reach the disk on this schedule, never
+ * with a sync per commit. A clean close checkpoints too (log_close).
+ */
+static void broker_tick_checkpoint(struct broker *b, int64_t mono_ms)
+{
+	bool due;
+
+	pthread_mutex_lock(&b->flush_lock);
+	due = !b->checkpoint_queued &&
+	      mono_ms - b->checkpoint_ms >= CHECKPOINT_INTERVAL_MS;
+	if (due) {
+		b->checkpoint_queued = true;
+		b->checkpoint_ms = mono_ms;
+	}
+	pthread_mutex_unlock(&b->flush_lock);
+	if (due)
+		broker_queue_flush(b, NULL, NULL);
+}
+
 void broker_tick(struct broker *b, const struct tick_now *now)
 {
 	struct topic *ts[64];
@@ -1005,6 +1065,7 @@ void broker_tick(struct broker *b, const struct tick_now *now)
 			topic_put(ts[i]);
 		}
 	}
+	broker_tick_checkpoint(b, now->mono_ms);
 }
 
 static void scrub_one(struct part *p, const struct tick_now *unused)
