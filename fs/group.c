@@ -46,6 +46,8 @@ struct member {
 	char client[MEMBER_CLIENT_MAX];  /* ... and CLIENT-ID: "comm[pid]" */
 	int64_t last_poll_ms;
 	bool evicted;          /* told at its next read, then rejoins */
+	bool stale;            /* a truncation invalidated its cursor: out of
+				* the group, every read fails (ESTALE) */
 	uint32_t rr;           /* partition rotation, for fairness */
 	/* A record larger than one read, being delivered in pieces. */
 	bool split;
@@ -744,6 +746,26 @@ static void member_remove(struct group *g, struct member *m)
 }
 
 /*
+ * Take m out of the group without a commit (eviction, a stale cursor):
+ * it cannot commit, as in Kafka, so what it read since its last commit
+ * goes to the next owner, which starts from the committed offset. The
+ * caller rebalances. g->lock held.
+ */
+static void member_drop(struct group *g, struct member *m)
+{
+	m->evicted = true;
+	m->split = false;
+	for (uint32_t p = 0; p < g->nparts; p++) {
+		if (g->owner[p] == m) {
+			g->owner[p] = NULL;
+			g->pos[p] = -1;
+			g->pos_bytes[p] = -1;
+		}
+	}
+	member_remove(g, m);
+}
+
+/*
  * "comm[pid]" of the process that thread tid belongs to, from /proc: the
  * CLIENT-ID of a member. Bytes a column cannot hold (blanks, control
  * characters) become '_'; "?[tid]" if the process is gone.
@@ -840,7 +862,8 @@ int member_commit(struct member *m)
 	int rc;
 
 	pthread_mutex_lock(&g->lock);
-	rc = m->evicted ? -ETIMEDOUT : commit_member(g, m);
+	rc = m->stale ? -ESTALE : m->evicted ? -ETIMEDOUT :
+	     commit_member(g, m);
 	pthread_mutex_unlock(&g->lock);
 	return rc;
 }
@@ -863,18 +886,7 @@ void groups_tick(struct groups *gs, const struct tick_now *now)
 			    " did not read for max.poll.interval.ms (%" PRId64
 			    " ms): its partitions go to the others",
 			    topic_name(gs->t), g->name, m->id, g->cfg.max_poll_ms);
-			m->evicted = true;
-			m->split = false;
-			/* An evicted member cannot commit (as in Kafka): what it
-			 * read since its last commit goes to the next owner. */
-			for (uint32_t p = 0; p < g->nparts; p++) {
-				if (g->owner[p] == m) {
-					g->owner[p] = NULL;
-					g->pos[p] = -1;
-					g->pos_bytes[p] = -1;
-				}
-			}
-			member_remove(g, m);
+			member_drop(g, m);
 			evicted = true;
 		}
 		if (evicted)
@@ -1104,6 +1116,10 @@ ssize_t member_read(struct member *m, size_t size, struct member_read *r)
 	if (!g)
 		return -ENOENT;
 	pthread_mutex_lock(&g->lock);
+	if (m->stale) {
+		pthread_mutex_unlock(&g->lock);
+		return -ESTALE;
+	}
 	if (m->evicted) {
 		m->evicted = false;
 		m->id = ++g->next_member;
@@ -1121,6 +1137,13 @@ ssize_t member_read(struct member *m, size_t size, struct member_read *r)
 	if (topic_partitions(g->gs->t) != g->nparts)
 		rebalance(g);
 	got = member_fill(g, m, size, r);
+	if (got == -ESTALE) {
+		/* Bytes it was shown were removed by a truncation (KIP-320):
+		 * this member is done; its partitions go to the others. */
+		m->stale = true;
+		member_drop(g, m);
+		rebalance(g);
+	}
 	pthread_mutex_unlock(&g->lock);
 	return got;
 }
