@@ -71,6 +71,8 @@ struct broker {
 	 * (monotonic), and whether it is still queued or running. */
 	int64_t checkpoint_ms;
 	bool checkpoint_queued;
+	/* The scrub's counters (.metrics). */
+	_Atomic uint64_t scrub_bytes, scrub_passes;
 };
 
 /* Tests only: called by a flush worker before each flush. */
@@ -738,14 +740,14 @@ unsigned broker_topics_list(struct broker *b, uint64_t after,
 
 /* ---- periodic flushes and checkpoints ------------------------------------ */
 
-static void broker_each_part(struct broker *b,
-			     void (*fn)(struct part *, const struct tick_now *),
-			     const struct tick_now *arg);
+static bool broker_each_part(struct broker *b,
+			     bool (*fn)(struct part *, void *), void *arg);
 
-static void checkpoint_one(struct part *p, const struct tick_now *unused)
+static bool checkpoint_one(struct part *p, void *unused)
 {
 	(void)unused;
 	part_checkpoint(p);
+	return true;
 }
 
 /* Checkpoint every partition (a flush worker's job), and let the next
@@ -1004,24 +1006,26 @@ int broker_close(struct broker *b)
 	return 0;
 }
 
-/* Run fn on every partition of every topic. */
-static void broker_each_part(struct broker *b,
-			     void (*fn)(struct part *, const struct tick_now *),
-			     const struct tick_now *arg)
+/* Run fn on every partition of every topic while it returns true;
+ * whether it always did. */
+static bool broker_each_part(struct broker *b,
+			     bool (*fn)(struct part *, void *), void *arg)
 {
 	struct topic *ts[64];
 	uint64_t after = 0;
+	bool go = true;
 	unsigned n;
 
-	while ((n = broker_topics_list(b, after, ts, 64)) > 0) {
+	while (go && (n = broker_topics_list(b, after, ts, 64)) > 0) {
 		for (unsigned i = 0; i < n; i++) {
 			uint32_t np = topic_partitions(ts[i]);
-			for (uint32_t k = 0; k < np; k++)
-				fn(topic_part(ts[i], k), arg);
+			for (uint32_t k = 0; go && k < np; k++)
+				go = fn(topic_part(ts[i], k), arg);
 			after = topic_id(ts[i]);
 			topic_put(ts[i]);
 		}
 	}
+	return go;
 }
 
 /*
@@ -1068,13 +1072,44 @@ void broker_tick(struct broker *b, const struct tick_now *now)
 	broker_tick_checkpoint(b, now->mono_ms);
 }
 
-static void scrub_one(struct part *p, const struct tick_now *unused)
+/* A scrub pass: the caller's pacing, counted. */
+struct scrub_run {
+	struct broker *b;
+	const struct log_scrub_ctl *outer;
+	struct log_scrub_ctl ctl;    /* pace: scrub_count */
+	bool stopped;
+};
+
+static bool scrub_count(uint64_t bytes, void *arg)
 {
-	(void)unused;
-	part_scrub(p);
+	struct scrub_run *r = arg;
+
+	atomic_fetch_add(&r->b->scrub_bytes, bytes);
+	if (!r->stopped)
+		r->stopped = !r->outer->pace(bytes, r->outer->arg);
+	return !r->stopped;
 }
 
-void broker_scrub(struct broker *b)
+static bool scrub_one(struct part *p, void *arg)
 {
-	broker_each_part(b, scrub_one, NULL);
+	struct scrub_run *r = arg;
+
+	part_scrub(p, &r->ctl);
+	return !r->stopped;
+}
+
+void broker_scrub(struct broker *b, const struct log_scrub_ctl *ctl)
+{
+	struct scrub_run r = { .b = b, .outer = ctl, .ctl = *ctl };
+
+	r.ctl.pace = scrub_count;
+	r.ctl.arg = &r;
+	if (broker_each_part(b, scrub_one, &r))
+		atomic_fetch_add(&b->scrub_passes, 1);
+}
+
+void broker_scrub_stats(struct broker *b, struct broker_scrub_stats *st)
+{
+	st->bytes = atomic_load(&b->scrub_bytes);
+	st->passes = atomic_load(&b->scrub_passes);
 }

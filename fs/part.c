@@ -342,12 +342,15 @@ void part_checkpoint(struct part *p)
 		       strerror(-rc));
 }
 
-void part_scrub(struct part *p)
+void part_scrub(struct part *p, const struct log_scrub_ctl *ctl)
 {
-	int bad = log_scrub(p->log);
+	int bad = log_scrub_pass(p->log, ctl);
 
 	if (bad > 0)
 		msg(LOG_ERR, "topic %s partition %" PRIu32
 		       ": %d corrupt batch(es); reads of them fail with EIO",
 		       p->topic, p->index, bad);
+	else if (bad < 0)
+		msg(LOG_ERR, "topic %s partition %" PRIu32 ": scrub failed: %s",
+		    p->topic, p->index, strerror(-bad));
 }

@@ -81,7 +81,10 @@ void part_tick_flush(struct part *p);
  */
 void part_checkpoint(struct part *p);
 
-/* Check the stored batches not checked yet; log what is bad. */
-void part_scrub(struct part *p);
+/*
+ * One pass of the background scrub over the partition (log_scrub_pass,
+ * paced by ctl); one log line if it finds bad batches or fails.
+ */
+void part_scrub(struct part *p, const struct log_scrub_ctl *ctl);
 
 #endif

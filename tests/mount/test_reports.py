@@ -38,6 +38,8 @@ FAMILIES = [
     ("topicfs_append_latency_seconds", "histogram"),
     ("topicfs_group_committed_offset", "gauge"),
     ("topicfs_group_lag", "gauge"),
+    ("topicfs_scrub_bytes_total", "counter"),
+    ("topicfs_scrub_passes_total", "counter"),
 ]
 LATENCY_BUCKETS = 12          # fs/topic.h, plus le="+Inf"
 
