@@ -147,6 +147,7 @@ struct fh {
 	struct topic *t;         /* referenced; NULL for reports */
 	pthread_mutex_t lock;
 	struct fh *prev, *next;  /* in fs->open_files (fs->lock) */
+	bool told_stale;         /* its ESTALE was logged (lock) */
 };
 
 /* The write side of a partition file or of .produce. */
@@ -218,6 +219,7 @@ struct report_fh {               /* K_STATUS, K_METRICS */
 struct member_fh {               /* K_GROUP: this open file is a member */
 	struct fh fh;
 	struct member *member;
+	struct group *g;         /* its group, for log lines */
 	struct member_read *mread;
 	struct fuse_bufvec *bv;
 };

@@ -32,8 +32,13 @@
 /* Threads that run the periodic flushes (flush.ms) of the ticks: so many
  * slow partitions can be flushing at once without delaying the others. */
 #define FLUSH_WORKERS 4
+/* Every partition's checkpoint (log start, recovery point, high
+ * watermark) is written this often, on the monotonic clock: Kafka's
+ * replica.high.watermark.checkpoint.interval.ms. */
+#define CHECKPOINT_INTERVAL_MS 5000
 
-/* A partition whose periodic flush is due, with a reference to its topic. */
+/* A partition whose periodic flush is due, with a reference to its topic;
+ * or (t and p NULL) the checkpoint of every partition. */
 struct flush_job {
 	struct topic *t;
 	struct part *p;
@@ -65,6 +70,12 @@ struct broker {
 	bool flush_stop, flushers_tried;
 	pthread_t flushers[FLUSH_WORKERS];
 	unsigned nflushers;
+	/* The periodic checkpoints (flush lock): when the last was queued
+	 * (monotonic), and whether it is still queued or running. */
+	int64_t checkpoint_ms;
+	bool checkpoint_queued;
+	/* The scrub's counters (.metrics). */
+	_Atomic uint64_t scrub_bytes, scrub_passes;
 };
 
 /* Tests only: called by a flush worker before each flush. */
@@ -730,7 +741,27 @@ unsigned broker_topics_list(struct broker *b, uint64_t after,
 	return n;
 }
 
-/* ---- periodic flushes ---------------------------------------------------- */
+/* ---- periodic flushes and checkpoints ------------------------------------ */
+
+static bool broker_each_part(struct broker *b,
+			     bool (*fn)(struct part *, void *), void *arg);
+
+static bool checkpoint_one(struct part *p, void *unused)
+{
+	(void)unused;
+	part_checkpoint(p);
+	return true;
+}
+
+/* Checkpoint every partition (a flush worker's job), and let the next
+ * tick that finds it due queue it again. */
+static void broker_checkpoint(struct broker *b)
+{
+	broker_each_part(b, checkpoint_one, NULL);
+	pthread_mutex_lock(&b->flush_lock);
+	b->checkpoint_queued = false;
+	pthread_mutex_unlock(&b->flush_lock);
+}
 
 /* A flush worker: run queued flushes until stopped and the queue is empty. */
 static void *flush_main(void *arg)
@@ -749,10 +780,14 @@ static void *flush_main(void *arg)
 		if (!b->flush_head)
 			b->flush_tail = &b->flush_head;
 		pthread_mutex_unlock(&b->flush_lock);
-		if (flush_hook)
-			flush_hook(j->p);
-		part_tick_flush(j->p);
-		topic_put(j->t);
+		if (!j->p) {
+			broker_checkpoint(b);
+		} else {
+			if (flush_hook)
+				flush_hook(j->p);
+			part_tick_flush(j->p);
+			topic_put(j->t);
+		}
 		free(j);
 		pthread_mutex_lock(&b->flush_lock);
 	}
@@ -766,6 +801,7 @@ static void broker_init_flushers(struct broker *b)
 	pthread_mutex_init(&b->flush_lock, NULL);
 	pthread_cond_init(&b->flush_cond, NULL);
 	b->flush_tail = &b->flush_head;
+	b->checkpoint_ms = clock_mono_ms();
 }
 
 /*
@@ -802,7 +838,7 @@ static void broker_stop_flushers(struct broker *b)
 }
 
 /* Hand p's due flush to a worker (t referenced for it), or run it here if
- * no job can be made. */
+ * no job can be made. With p NULL: the checkpoint of every partition. */
 static void broker_queue_flush(struct broker *b, struct topic *t,
 			       struct part *p)
 {
@@ -815,10 +851,14 @@ static void broker_queue_flush(struct broker *b, struct topic *t,
 	pthread_mutex_unlock(&b->flush_lock);
 	if (!j || !workers) {
 		free(j);
-		part_tick_flush(p);
+		if (p)
+			part_tick_flush(p);
+		else
+			broker_checkpoint(b);
 		return;
 	}
-	topic_get(t);
+	if (t)
+		topic_get(t);
 	j->t = t;
 	j->p = p;
 	j->next = NULL;
@@ -1025,24 +1065,48 @@ int broker_close(struct broker *b)
 	return 0;
 }
 
-/* Run fn on every partition of every topic. */
-static void broker_each_part(struct broker *b,
-			     void (*fn)(struct part *, const struct tick_now *),
-			     const struct tick_now *arg)
+/* Run fn on every partition of every topic while it returns true;
+ * whether it always did. */
+static bool broker_each_part(struct broker *b,
+			     bool (*fn)(struct part *, void *), void *arg)
 {
 	struct topic *ts[64];
 	uint64_t after = 0;
+	bool go = true;
 	unsigned n;
 
-	while ((n = broker_topics_list(b, after, ts, 64)) > 0) {
+	while (go && (n = broker_topics_list(b, after, ts, 64)) > 0) {
 		for (unsigned i = 0; i < n; i++) {
 			uint32_t np = topic_partitions(ts[i]);
-			for (uint32_t k = 0; k < np; k++)
-				fn(topic_part(ts[i], k), arg);
+			for (uint32_t k = 0; go && k < np; k++)
+				go = fn(topic_part(ts[i], k), arg);
 			after = topic_id(ts[i]);
 			topic_put(ts[i]);
 		}
 	}
+	return go;
+}
+
+/*
+ * Queue the checkpoint of every partition if CHECKPOINT_INTERVAL_MS have
+ * passed since the last (and it is not still running): the high
+ * watermark and recovery point reach the disk on this schedule, never
+ * with a sync per commit. A clean close checkpoints too (log_close).
+ */
+static void broker_tick_checkpoint(struct broker *b, int64_t mono_ms)
+{
+	bool due;
+
+	pthread_mutex_lock(&b->flush_lock);
+	due = !b->checkpoint_queued &&
+	      mono_ms - b->checkpoint_ms >= CHECKPOINT_INTERVAL_MS;
+	if (due) {
+		b->checkpoint_queued = true;
+		b->checkpoint_ms = mono_ms;
+	}
+	pthread_mutex_unlock(&b->flush_lock);
+	if (due)
+		broker_queue_flush(b, NULL, NULL);
 }
 
 void broker_tick(struct broker *b, const struct tick_now *now)
@@ -1064,12 +1128,14 @@ void broker_tick(struct broker *b, const struct tick_now *now)
 			topic_put(ts[i]);
 		}
 	}
+	broker_tick_checkpoint(b, now->mono_ms);
 }
 
-static void settle_one(struct part *p, const struct tick_now *unused)
+static bool settle_one(struct part *p, void *unused)
 {
 	(void)unused;
 	part_settle(p);
+	return true;
 }
 
 void broker_settle(struct broker *b)
@@ -1077,13 +1143,44 @@ void broker_settle(struct broker *b)
 	broker_each_part(b, settle_one, NULL);
 }
 
-static void scrub_one(struct part *p, const struct tick_now *unused)
+/* A scrub pass: the caller's pacing, counted. */
+struct scrub_run {
+	struct broker *b;
+	const struct log_scrub_ctl *outer;
+	struct log_scrub_ctl ctl;    /* pace: scrub_count */
+	bool stopped;
+};
+
+static bool scrub_count(uint64_t bytes, void *arg)
 {
-	(void)unused;
-	part_scrub(p);
+	struct scrub_run *r = arg;
+
+	atomic_fetch_add(&r->b->scrub_bytes, bytes);
+	if (!r->stopped)
+		r->stopped = !r->outer->pace(bytes, r->outer->arg);
+	return !r->stopped;
 }
 
-void broker_scrub(struct broker *b)
+static bool scrub_one(struct part *p, void *arg)
 {
-	broker_each_part(b, scrub_one, NULL);
+	struct scrub_run *r = arg;
+
+	part_scrub(p, &r->ctl);
+	return !r->stopped;
+}
+
+void broker_scrub(struct broker *b, const struct log_scrub_ctl *ctl)
+{
+	struct scrub_run r = { .b = b, .outer = ctl, .ctl = *ctl };
+
+	r.ctl.pace = scrub_count;
+	r.ctl.arg = &r;
+	if (broker_each_part(b, scrub_one, &r))
+		atomic_fetch_add(&b->scrub_passes, 1);
+}
+
+void broker_scrub_stats(struct broker *b, struct broker_scrub_stats *st)
+{
+	st->bytes = atomic_load(&b->scrub_bytes);
+	st->passes = atomic_load(&b->scrub_passes);
 }

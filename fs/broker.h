@@ -83,8 +83,19 @@ void broker_set_flush_hook(void (*hook)(struct part *p));
  * the FUSE session that would carry the answers goes. */
 void broker_settle(struct broker *b);
 
-/* Check every stored batch not checked since the mount (background). */
-void broker_scrub(struct broker *b);
+/*
+ * One pass of the background scrub over every partition (log_scrub_pass:
+ * each stored batch is checked once, remembered across mounts), paced by
+ * ctl: its pace may wait and returns false to stop the pass (unmount).
+ * The bytes checked and the passes finished are counted for .metrics.
+ */
+void broker_scrub(struct broker *b, const struct log_scrub_ctl *ctl);
+
+struct broker_scrub_stats {
+	uint64_t bytes;   /* payload bytes the scrub has checked */
+	uint64_t passes;  /* passes over every partition finished */
+};
+void broker_scrub_stats(struct broker *b, struct broker_scrub_stats *st);
 
 /*
  * Create a topic with the mount's defaults: -EINVAL for a bad name,

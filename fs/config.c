@@ -20,13 +20,44 @@ enum config_type {
 	CT_FRAMING,   /* lines / binary */
 	CT_SEPARATOR, /* 0 to KEY_SEPARATOR_MAX bytes, C escapes allowed */
 	CT_POLICY,    /* delete */
+	CT_ENUM,      /* one of a list of names, stored as its index (int) */
 };
 
+/*
+ * One setting: its Kafka name, its type, where it lives in its settings
+ * struct (a topic_config or a group_config), and its range (numbers) or,
+ * for CT_ENUM, its list of names (min: an enum config_names). The types
+ * from CT_ACKS to CT_POLICY are the topic's own and appear in the topic
+ * table only.
+ */
 struct config_desc {
 	const char *name;
 	enum config_type type;
 	size_t off;
 	int64_t min, max;
+};
+
+/* The lists of names of CT_ENUM settings. */
+enum config_names { NAMES_STRATEGY, NAMES_RESET };
+
+/*
+ * A kind of settings: its table, and the rules that tie one setting to
+ * another (NULL: none), checked on the whole new struct against the old
+ * one before a change is kept. Topics and groups are two of them; every
+ * function below works on either.
+ */
+struct config_kind {
+	const struct config_desc *table;
+	size_t count;
+	size_t size;                /* of the settings struct */
+	const char *header;         /* first line of its file, or NULL */
+	int (*check)(const void *old, const void *new);
+};
+
+/* Room for a copy of either kind of settings (config_set works on one). */
+union config_any {
+	struct topic_config topic;
+	struct group_config group;
 };
 
 #define F(field) offsetof(struct topic_config, field)
@@ -61,6 +92,47 @@ static const struct config_desc config_table[] = {
 
 #define CONFIG_COUNT (sizeof(config_table) / sizeof(config_table[0]))
 
+#undef F
+#define F(field) offsetof(struct group_config, field)
+
+/* Each list ends with NULL; a value is stored as its index. */
+static const char *const strategy_names[] = {
+	[GROUP_RANGE] = "range", [GROUP_ROUNDROBIN] = "roundrobin",
+	[GROUP_STICKY] = "sticky", NULL,
+};
+static const char *const reset_names[] = {
+	[GROUP_RESET_EARLIEST] = "earliest", [GROUP_RESET_LATEST] = "latest",
+	[GROUP_RESET_NONE] = "none", NULL,
+};
+static const char *const *const enum_names[] = {
+	[NAMES_STRATEGY] = strategy_names,
+	[NAMES_RESET] = reset_names,
+};
+
+/* A consumer group's settings: Kafka's consumer names (GROUPS.md). */
+static const struct config_desc group_table[] = {
+	{ "partition.assignment.strategy", CT_ENUM, F(strategy),
+	  NAMES_STRATEGY, 0 },
+	{ "enable.auto.commit", CT_BOOL, F(auto_commit), 0, 0 },
+	/* Kafka's is an int, at least 1. */
+	{ "max.poll.interval.ms", CT_I64, F(max_poll_ms), 1, INT32_MAX },
+	{ "auto.offset.reset", CT_ENUM, F(reset), NAMES_RESET, 0 },
+};
+
+#undef F
+
+static int topic_check(const void *old, const void *new);
+
+static const struct config_kind topic_kind = {
+	config_table, CONFIG_COUNT, sizeof(struct topic_config),
+	"# topicfs topic configuration", topic_check,
+};
+
+static const struct config_kind group_kind = {
+	group_table, sizeof(group_table) / sizeof(group_table[0]),
+	sizeof(struct group_config), NULL, NULL,
+};
+
 void config_default(struct topic_config *c, uint32_t partitions)
 {
 	memset(c, 0, sizeof(*c));
@@ -76,21 +148,47 @@ void config_default(struct topic_config *c, uint32_t partitions)
 	log_config_default(&c->log);
 }
 
+void group_config_default(struct group_config *c)
+{
+	*c = (struct group_config){
+		.strategy = GROUP_RANGE,
+		.auto_commit = true,
+		.max_poll_ms = 300000,  /* Kafka's default: 5 minutes */
+		.reset = GROUP_RESET_EARLIEST,
+	};
+}
+
+const char *group_strategy_name(int strategy)
+{
+	return strategy_names[strategy];
+}
+
 size_t config_count(void)
 {
-	return CONFIG_COUNT;
+	return topic_kind.count;
 }
 
 const char *config_name(size_t i)
 {
-	return i < CONFIG_COUNT ? config_table[i].name : NULL;
+	return i < topic_kind.count ? topic_kind.table[i].name : NULL;
 }
 
-static const struct config_desc *config_find(const char *name)
+size_t group_config_count(void)
 {
-	for (size_t i = 0; i < CONFIG_COUNT; i++) {
-		if (strcmp(config_table[i].name, name) == 0)
-			return &config_table[i];
+	return group_kind.count;
+}
+
+const char *group_config_name(size_t i)
+{
+	return i < group_kind.count ? group_kind.table[i].name : NULL;
+}
+
+static const struct config_desc *config_find(const struct config_kind *k,
+					     const char *name)
+{
+	for (size_t i = 0; i < k->count; i++) {
+		if (strcmp(k->table[i].name, name) == 0)
+			return &k->table[i];
 	}
 	return NULL;
 }
@@ -145,14 +243,13 @@ static int config_unescape(const char *v, char *out, size_t size)
 	return 0;
 }
 
-int config_get(const struct topic_config *c, const char *name, char *buf,
-	       size_t size)
+/* Print setting d of the settings at cfg into buf. */
+static void value_get(const struct config_desc *d, const void *cfg,
+		      char *buf, size_t size)
 {
-	const struct config_desc *d = config_find(name);
-	const char *base = (const char *)c;
+	const struct topic_config *c = cfg; /* the topic's own types */
+	const char *base = cfg;
 
-	if (!d)
-		return -ENODATA;
 	switch (d->type) {
 	case CT_U32:
 		snprintf(buf, size, "%" PRIu32,
@@ -189,8 +286,34 @@ int config_get(const struct topic_config *c, const char *name, char *buf,
 	case CT_POLICY:
 		snprintf(buf, size, "delete");
 		break;
+	case CT_ENUM:
+		snprintf(buf, size, "%s", enum_names[d->min]
+			 [*(const int *)(const void *)(base + d->off)]);
+		break;
 	}
+}
+
+static int kind_get(const struct config_kind *k, const void *cfg,
+		    const char *name, char *buf, size_t size)
+{
+	const struct config_desc *d = config_find(k, name);
+
+	if (!d)
+		return -ENODATA;
+	value_get(d, cfg, buf, size);
 	return 0;
+}
+
+int config_get(const struct topic_config *c, const char *name, char *buf,
+	       size_t size)
+{
+	return kind_get(&topic_kind, c, name, buf, size);
+}
+
+int group_config_get(const struct group_config *c, const char *name,
+		     char *buf, size_t size)
+{
+	return kind_get(&group_kind, c, name, buf, size);
 }
 
 static int parse_i64(const char *v, int64_t min, int64_t max, int64_t *out)
@@ -208,24 +331,25 @@ static int parse_i64(const char *v, int64_t min, int64_t max, int64_t *out)
 	return 0;
 }
 
-int config_set(struct topic_config *c, const char *name, const char *value,
-	       size_t len)
+/* The index of v in names (NULL-terminated), or -EINVAL. */
+static int name_index(const char *const *names, const char *v)
 {
-	const struct config_desc *d = config_find(name);
-	struct topic_config n = *c;
-	char *base = (char *)&n;
-	char v[CONFIG_VALUE_MAX + 1];
+	for (int i = 0; names[i]; i++) {
+		if (strcmp(names[i], v) == 0)
+			return i;
+	}
+	return -EINVAL;
+}
+
+/* Set setting d of the settings at cfg to v: 0, or -EINVAL for a value
+ * of the wrong form (cfg may then be changed: work on a copy). */
+static int value_set(const struct config_desc *d, void *cfg, const char *v)
+{
+	struct topic_config *c = cfg; /* the topic's own types */
+	char *base = cfg;
 	int64_t x;
 	int rc = 0;
 
-	if (!d)
-		return -ENODATA;
-	if (len > 0 && value[len - 1] == '\n')
-		len--;
-	if (len > CONFIG_VALUE_MAX || memchr(value, '\0', len))
-		return -EINVAL;
-	memcpy(v, value, len);
-	v[len] = '\0';
 	switch (d->type) {
 	case CT_U32:
 		rc = parse_i64(v, d->min, d->max, &x);
@@ -249,32 +373,33 @@ int config_set(struct topic_config *c, const char *name, const char *value,
 		break;
 	case CT_ACKS:
 		if (strcmp(v, "0") == 0)
-			n.acks = 0;
+			c->acks = 0;
 		else if (strcmp(v, "1") == 0)
-			n.acks = 1;
+			c->acks = 1;
 		else if (strcmp(v, "all") == 0 || strcmp(v, "-1") == 0)
-			n.acks = -1;
+			c->acks = -1;
 		else
 			return -EINVAL;
 		break;
 	case CT_CODEC:
 		rc = codec_parse(v);
 		if (rc >= 0) {
-			n.log.codec = rc;
+			c->log.codec = rc;
 			rc = 0;
 		}
 		break;
 	case CT_FRAMING:
 		if (strcmp(v, "lines") == 0)
-			n.framing = FRAMING_LINES;
+			c->framing = FRAMING_LINES;
 		else if (strcmp(v, "binary") == 0)
-			n.framing = FRAMING_BINARY;
+			c->framing = FRAMING_BINARY;
 		else
 			return -EINVAL;
 		break;
 	case CT_SEPARATOR:
-		rc = config_unescape(v, n.key_separator, sizeof(n.key_separator));
-		if (rc == 0 && strchr(n.key_separator, '\n'))
+		rc = config_unescape(v, c->key_separator,
+				      sizeof(c->key_separator));
+		if (rc == 0 && strchr(c->key_separator, '\n'))
 			rc = -EINVAL;
 		break;
 	case CT_POLICY:
@@ -282,14 +407,65 @@ int config_set(struct topic_config *c, const char *name, const char *value,
 		if (strcmp(v, "delete") != 0)
 			return -EINVAL;
 		break;
+	case CT_ENUM:
+		rc = name_index(enum_names[d->min], v);
+		if (rc >= 0) {
+			*(int *)(void *)(base + d->off) = rc;
+			rc = 0;
+		}
+		break;
 	}
-	if (rc < 0)
+	return rc < 0 ? -EINVAL : 0;
+}
+
+/* The rules between a topic's settings: partitions only grow, and so on. */
+static int topic_check(const void *old, const void *new)
+{
+	const struct topic_config *o = old, *n = new;
+
+	if (n->partitions < o->partitions || n->min_insync_replicas >
+	    n->replication_factor || log_config_check(&n->log) < 0)
 		return -EINVAL;
-	if (n.partitions < c->partitions || n.min_insync_replicas >
-	    n.replication_factor || log_config_check(&n.log) < 0)
-		return -EINVAL;
-	*c = n;
 	return 0;
+}
+
+/*
+ * Set name to the value (len bytes, one trailing newline tolerated) in
+ * cfg, a settings struct of kind k: all or nothing. -ENODATA for a name
+ * k does not have, -EINVAL for a bad value.
+ */
+static int kind_set(const struct config_kind *k, void *cfg, const char *name,
+		    const char *value, size_t len)
+{
+	const struct config_desc *d = config_find(k, name);
+	char v[CONFIG_VALUE_MAX + 1];
+	union config_any n;
+
+	if (!d)
+		return -ENODATA;
+	if (len > 0 && value[len - 1] == '\n')
+		len--;
+	if (len > CONFIG_VALUE_MAX || memchr(value, '\0', len))
+		return -EINVAL;
+	memcpy(v, value, len);
+	v[len] = '\0';
+	memcpy(&n, cfg, k->size);
+	if (value_set(d, &n, v) < 0 || (k->check && k->check(cfg, &n) < 0))
+		return -EINVAL;
+	memcpy(cfg, &n, k->size);
+	return 0;
+}
+
+int config_set(struct topic_config *c, const char *name, const char *value,
+	       size_t len)
+{
+	return kind_set(&topic_kind, c, name, value, len);
+}
+
+int group_config_set(struct group_config *c, const char *name,
+		     const char *value, size_t len)
+{
+	return kind_set(&group_kind, c, name, value, len);
 }
 
 int config_reset(struct topic_config *c, const char *name)
@@ -307,24 +483,44 @@ int config_reset(struct topic_config *c, const char *name)
 	return rc;
 }
 
-char *config_format(const struct topic_config *c)
+/* Every setting of cfg (kind k) as "name=value" lines, after k's header
+ * line; malloc'd. */
+static char *kind_format(const struct config_kind *k, const void *cfg)
 {
-	size_t cap = CONFIG_COUNT * (64 + CONFIG_VALUE_MAX) + 64, n = 0;
+	size_t cap = k->count * (64 + CONFIG_VALUE_MAX) + 64, n = 0;
 	char *out = malloc(cap), v[CONFIG_VALUE_MAX + 1];
 
 	if (!out)
 		return NULL;
-	n += (size_t)snprintf(out, cap, "# topicfs topic configuration\n");
-	for (size_t i = 0; i < CONFIG_COUNT; i++) {
-		config_get(c, config_table[i].name, v, sizeof(v));
+	out[0] = '\0';
+	if (k->header)
+		n += (size_t)snprintf(out, cap, "%s\n", k->header);
+	for (size_t i = 0; i < k->count; i++) {
+		value_get(&k->table[i], cfg, v, sizeof(v));
 		n += (size_t)snprintf(out + n, cap - n, "%s=%s\n",
-				      config_table[i].name, v);
+				      k->table[i].name, v);
 	}
 	return out;
 }
 
-int config_parse(struct topic_config *c, const char *text, char *why,
-		 size_t why_size)
+char *config_format(const struct topic_config *c)
+{
+	return kind_format(&topic_kind, c);
+}
+
+char *group_config_format(const struct group_config *c)
+{
+	return kind_format(&group_kind, c);
+}
+
+/*
+ * Parse a settings file of kind k into cfg (which holds defaults): lines
+ * "name=value", "#" comments and empty lines. An unknown name, a bad
+ * value or a line of another form is -EINVAL with the reason in why;
+ * cfg may then hold some of the file's settings.
+ */
+static int kind_parse(const struct config_kind *k, void *cfg,
+		      const char *text, char *why, size_t why_size)
 {
 	const char *p = text;
 	unsigned line = 0;
@@ -345,7 +541,7 @@ int config_parse(struct topic_config *c, const char *text, char *why,
 			}
 			memcpy(name, p, nlen);
 			name[nlen] = '\0';
-			rc = config_set(c, name, eq + 1, len - nlen - 1);
+			rc = kind_set(k, cfg, name, eq + 1, len - nlen - 1);
 			if (rc < 0) {
 				snprintf(why, why_size, rc == -ENODATA ?
 					 "unknown setting '%s'" :
@@ -356,6 +552,18 @@ int config_parse(struct topic_config *c, const char *text, char *why,
 		p += len + (eol ? 1 : 0);
 	}
 	return 0;
+}
+
+int config_parse(struct topic_config *c, const char *text, char *why,
+		 size_t why_size)
+{
+	return kind_parse(&topic_kind, c, text, why, why_size);
+}
+
+int group_config_parse(struct group_config *c, const char *text, char *why,
+		       size_t why_size)
+{
+	return kind_parse(&group_kind, c, text, why, why_size);
 }
 
 /* Exactly n digits at *p, as a number, and *p moved past them; -1 if not. */

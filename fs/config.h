@@ -34,6 +34,37 @@ struct topic_config {
 	struct log_config log;          /* segment.*, retention.*, compression.* */
 };
 
+/*
+ * A consumer group's settings (docs/GROUPS.md), by Kafka's consumer
+ * names, kept in <topic dir>/groups/<g>/config. They go through the same
+ * table, parsers and checks as a topic's: the group_config_* functions
+ * below behave as the config_* ones do for topics.
+ */
+enum group_strategy { GROUP_RANGE, GROUP_ROUNDROBIN, GROUP_STICKY };
+enum group_reset {
+	GROUP_RESET_EARLIEST, GROUP_RESET_LATEST, GROUP_RESET_NONE,
+};
+
+struct group_config {
+	int strategy;           /* partition.assignment.strategy */
+	bool auto_commit;       /* enable.auto.commit */
+	int64_t max_poll_ms;    /* max.poll.interval.ms, 1 to 2^31 - 1 */
+	int reset;              /* auto.offset.reset */
+};
+
+void group_config_default(struct group_config *c);
+size_t group_config_count(void);
+const char *group_config_name(size_t i);
+int group_config_get(const struct group_config *c, const char *name,
+		     char *buf, size_t size);
+int group_config_set(struct group_config *c, const char *name,
+		     const char *value, size_t len);
+char *group_config_format(const struct group_config *c);
+int group_config_parse(struct group_config *c, const char *text, char *why,
+		       size_t why_size);
+/* The name of a partition.assignment.strategy value (log lines). */
+const char *group_strategy_name(int strategy);
+
 /* Defaults (Kafka's, except where docs/CONFIG.md says otherwise). */
 void config_default(struct topic_config *c, uint32_t partitions);
 

@@ -160,6 +160,7 @@ static int fh_open(fuse_req_t req, struct fh *fh, const struct node *n,
 				MEMBER_EXTENTS_MAX * sizeof(struct fuse_buf));
 		if (!mf->mread || !mf->bv)
 			return -ENOMEM;
+		mf->g = n->g;
 		return member_join(n->g, fuse_req_ctx(req)->pid, &mf->member);
 	}
 	writer_init(&FH_AS(fh, produce_fh)->w, fh->t, NULL, flags);
@@ -334,6 +335,25 @@ static void reply_extents(fuse_req_t req, struct fuse_bufvec *bv,
 		fuse_reply_data(req, bv, FUSE_BUF_SPLICE_MOVE);
 }
 
+/*
+ * A read of fh failed with ESTALE: a truncation removed bytes this open
+ * file was shown (KIP-320). Every later read fails the same way until the
+ * file is reopened, so this is said once per open file. fh->lock held.
+ */
+static void read_stale(struct fh *fh, const struct node *nd,
+		       const char *what)
+{
+	char where[300];
+
+	if (fh->told_stale)
+		return;
+	fh->told_stale = true;
+	msg(LOG_WARNING, "%s: %s: a truncation removed bytes this open file "
+	    "was shown%s; its reads fail with ESTALE until it is reopened",
+	    node_where(nd, where, sizeof(where)), what,
+	    nd->kind == K_GROUP ? " (the member left the group)" : "");
+}
+
 /* A group member's read: the next whole records of its partitions. */
 static void read_member(fuse_req_t req, struct member_fh *mf, size_t size)
 {
@@ -342,6 +362,10 @@ static void read_member(fuse_req_t req, struct member_fh *mf, size_t size)
 
 	pthread_mutex_lock(&mf->fh.lock);
 	got = member_read(mf->member, size, r);
+	if (got == -ESTALE) {
+		struct node nd = { .kind = K_GROUP, .t = mf->fh.t, .g = mf->g };
+		read_stale(&mf->fh, &nd, "read");
+	}
 	if (got < 0)
 		fuse_reply_err(req, (int)-got);
 	else
@@ -389,16 +413,19 @@ static void read_part(fuse_req_t req, struct part_fh *pf, size_t size,
 		r->skew += pos - want;
 	}
 	if (got < 0) {
-		pthread_mutex_unlock(&pf->fh.lock);
-		if (got == -EIO || got == -EMFILE || got == -ENFILE) {
-			char where[300];
-			struct node nd = { .kind = pf->fh.kind, .t = pf->fh.t,
-					   .part = part_index(r->p) };
-			msg(LOG_ERR, "%s: read at position %" PRIu64 ": %s",
-			    node_where(&nd, where, sizeof(where)), want,
+		struct node nd = { .kind = pf->fh.kind, .t = pf->fh.t,
+				   .part = part_index(r->p) };
+		char where[300], what[64];
+
+		snprintf(what, sizeof(what), "read at position %" PRIu64, want);
+		if (got == -ESTALE)
+			read_stale(&pf->fh, &nd, what);
+		else if (got == -EIO || got == -EMFILE || got == -ENFILE)
+			msg(LOG_ERR, "%s: %s: %s",
+			    node_where(&nd, where, sizeof(where)), what,
 			    got == -EIO ? "stored bytes failed their checksum" :
 			    "no file descriptor left for its segment");
-		}
+		pthread_mutex_unlock(&pf->fh.lock);
 		fuse_reply_err(req, (int)-got);
 		return;
 	}

@@ -26,19 +26,6 @@
 #define OFFSETS_RETENTION_BYTES (2ll << 20)
 #define OFFSETS_RECORD_MAX (TOPIC_PARTITIONS_MAX * 32 + 64)
 
-enum strategy { ST_RANGE, ST_ROUNDROBIN, ST_STICKY };
-enum reset { RESET_EARLIEST, RESET_LATEST, RESET_NONE };
-
-static const char *const strategy_names[] = { "range", "roundrobin", "sticky" };
-static const char *const reset_names[] = { "earliest", "latest", "none" };
-
-struct group_config {
-	int strategy;
-	bool auto_commit;
-	int64_t max_poll_ms;
-	int reset;
-};
-
 struct member {
 	struct group *g;
 	uint64_t id;
@@ -46,6 +33,8 @@ struct member {
 	char client[MEMBER_CLIENT_MAX];  /* ... and CLIENT-ID: "comm[pid]" */
 	int64_t last_poll_ms;
 	bool evicted;          /* told at its next read, then rejoins */
+	bool stale;            /* a truncation invalidated its cursor: out of
+				* the group, every read fails (ESTALE) */
 	uint32_t rr;           /* partition rotation, for fairness */
 	/* A record larger than one read, being delivered in pieces. */
 	bool split;
@@ -66,6 +55,8 @@ struct group {
 	pthread_mutex_t lock;  /* protects everything below */
 	struct group_config cfg;
 	bool stored;
+	char broken[200];      /* why its stored files could not be loaded;
+				* "" if they were */
 	struct log *offsets;
 	uint32_t nparts;       /* size of the three arrays below */
 	int64_t *committed;    /* per partition, -1 = none */
@@ -87,95 +78,22 @@ struct groups {
 	uint32_t n, cap;
 };
 
-static void group_config_default(struct group_config *c)
-{
-	*c = (struct group_config){ ST_RANGE, true, 300000, RESET_EARLIEST };
-}
-
-static int name_index(const char *const *names, size_t n, const char *v)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (strcmp(names[i], v) == 0)
-			return (int)i;
-	}
-	return -EINVAL;
-}
-
-/* ---- settings ------------------------------------------------------------ */
-
-static const char *const group_settings[] = {
-	"partition.assignment.strategy", "enable.auto.commit",
-	"max.poll.interval.ms", "auto.offset.reset",
-};
-#define GROUP_SETTINGS (sizeof(group_settings) / sizeof(group_settings[0]))
-
-static int group_config_get(const struct group_config *c, const char *name,
-			    char *buf, size_t size)
-{
-	if (strcmp(name, "partition.assignment.strategy") == 0)
-		snprintf(buf, size, "%s", strategy_names[c->strategy]);
-	else if (strcmp(name, "enable.auto.commit") == 0)
-		snprintf(buf, size, "%s", c->auto_commit ? "true" : "false");
-	else if (strcmp(name, "max.poll.interval.ms") == 0)
-		snprintf(buf, size, "%" PRId64, c->max_poll_ms);
-	else if (strcmp(name, "auto.offset.reset") == 0)
-		snprintf(buf, size, "%s", reset_names[c->reset]);
-	else
-		return -ENODATA;
-	return 0;
-}
-
-static int group_config_set(struct group_config *c, const char *name,
-			    const char *v)
-{
-	char *end;
-	int i;
-
-	if (strcmp(name, "partition.assignment.strategy") == 0) {
-		i = name_index(strategy_names, 3, v);
-		if (i < 0)
-			return i;
-		c->strategy = i;
-	} else if (strcmp(name, "enable.auto.commit") == 0) {
-		if (strcmp(v, "true") && strcmp(v, "false"))
-			return -EINVAL;
-		c->auto_commit = strcmp(v, "true") == 0;
-	} else if (strcmp(name, "max.poll.interval.ms") == 0) {
-		long long x;
-		errno = 0;
-		x = strtoll(v, &end, 10);
-		if (errno || *end || end == v || x < 1)
-			return -EINVAL;
-		c->max_poll_ms = x;
-	} else if (strcmp(name, "auto.offset.reset") == 0) {
-		i = name_index(reset_names, 3, v);
-		if (i < 0)
-			return i;
-		c->reset = i;
-	} else {
-		return -ENODATA;
-	}
-	return 0;
-}
-
 /* ---- storage ------------------------------------------------------------- */
 
 static int group_save_config(struct group *g)
 {
-	char buf[512], v[64];
-	size_t n = 0;
+	char *text = group_config_format(&g->cfg);
 	int dfd, rc;
 
-	for (size_t i = 0; i < GROUP_SETTINGS; i++) {
-		group_config_get(&g->cfg, group_settings[i], v, sizeof(v));
-		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s=%s\n",
-				      group_settings[i], v);
-	}
+	if (!text)
+		return -ENOMEM;
 	dfd = open(g->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return -errno;
-	rc = io_replace_file(dfd, GROUP_CONFIG_FILE, buf, n);
-	close(dfd);
+	rc = dfd < 0 ? -errno : 0;
+	if (rc == 0) {
+		rc = io_replace_file(dfd, GROUP_CONFIG_FILE, text, strlen(text));
+		close(dfd);
+	}
+	free(text);
 	return rc;
 }
 
@@ -389,46 +307,79 @@ static int groups_add(struct groups *gs, struct group *g)
 	return 0;
 }
 
+/*
+ * Read g's settings file into g->cfg, as strictly as a topic's: a name
+ * this program does not know or a bad value is -EINVAL with the reason
+ * in why (never dropped for a default). No file: the defaults.
+ */
+static int group_read_config(struct group *g, char *why, size_t why_size)
+{
+	char *text = NULL;
+	ssize_t n;
+	int dfd, rc;
+
+	dfd = open(g->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		snprintf(why, why_size, "%s", strerror(errno));
+		return -errno;
+	}
+	n = io_read_file(dfd, GROUP_CONFIG_FILE, 4096, &text);
+	close(dfd);
+	if (n == -ENOENT)
+		return 0;
+	if (n < 0) {
+		snprintf(why, why_size, "its settings file (%s): %s",
+			 GROUP_CONFIG_FILE, strerror((int)-n));
+		return (int)n;
+	}
+	rc = group_config_parse(&g->cfg, text, why, why_size);
+	free(text);
+	if (rc < 0) {
+		char reason[160];
+		snprintf(reason, sizeof(reason), "%s", why);
+		snprintf(why, why_size, "its settings file (%s): %s",
+			 GROUP_CONFIG_FILE, reason);
+	}
+	return rc;
+}
+
+/*
+ * Load the stored group name. One that cannot be loaded is still entered
+ * in the table, marked broken with its reason, so that nothing replaces
+ * its files (a group made afresh under its name would write its config
+ * and commits over them): it is listed, and using it fails with EIO.
+ */
 static int group_load(struct groups *gs, const char *name)
 {
 	struct group *g = group_new(gs, name);
-	char *text = NULL, *line, *save = NULL;
-	int dfd, rc;
+	char why[200] = "";
+	int rc;
 
 	if (!g)
 		return -ENOMEM;
-	dfd = open(g->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	rc = dfd < 0 ? -errno : 0;
+	rc = group_read_config(g, why, sizeof(why));
 	if (rc == 0) {
-		ssize_t n = io_read_file(dfd, GROUP_CONFIG_FILE, 4096, &text);
-		close(dfd);
-		if (n < 0 && n != -ENOENT)
-			rc = (int)n;
-	}
-	for (line = text ? strtok_r(text, "\n", &save) : NULL; line && rc == 0;
-	     line = strtok_r(NULL, "\n", &save)) {
-		char *eq = strchr(line, '=');
-		if (!eq)
-			continue;
-		*eq = '\0';
-		rc = group_config_set(&g->cfg, line, eq + 1);
-		if (rc == -ENODATA)
-			rc = 0;
-	}
-	free(text);
-	if (rc == 0)
 		rc = group_open_offsets(g);
-	if (rc == 0)
-		rc = group_load_offsets(g);
-	if (rc == 0) {
-		g->stored = true;
-		rc = groups_add(gs, g);
+		if (rc == 0)
+			rc = group_load_offsets(g);
+		if (rc < 0)
+			snprintf(why, sizeof(why), "its offsets log: %s",
+				 strerror(-rc));
 	}
+	g->stored = true;
 	if (rc < 0) {
-		msg(LOG_ERR, "topic %s group %s: cannot load: %s",
-		    topic_name(gs->t), name, strerror(-rc));
-		group_free(g);
+		msg(LOG_ERR, "topic %s group %s: cannot load: %s; its files are "
+		    "left untouched in %s", topic_name(gs->t), name, why, g->dir);
+		snprintf(g->broken, sizeof(g->broken), "%s",
+			 why[0] ? why : "unknown reason");
+		if (g->offsets)
+			log_close(g->offsets);
+		g->offsets = NULL;
+		group_config_default(&g->cfg);
 	}
+	rc = groups_add(gs, g);
+	if (rc < 0)
+		group_free(g);
 	return rc;
 }
 
@@ -554,6 +505,7 @@ int groups_delete(struct groups *gs, const char *name)
 		g->offsets = NULL;
 		io_remove_tree(g->dir);
 		g->stored = false;
+		g->broken[0] = '\0';
 		group_config_default(&g->cfg);
 		for (uint32_t p = 0; p < g->nparts; p++)
 			g->committed[p] = g->pos[p] = g->pos_bytes[p] = -1;
@@ -582,6 +534,21 @@ bool group_stored(struct group *g)
 	s = g->stored;
 	pthread_mutex_unlock(&g->lock);
 	return s;
+}
+
+/*
+ * Whether g is a stored group that could not be loaded (group_load): then
+ * a request on it fails with EIO, saying so in one log line unless the
+ * caller does (quiet). g->lock held.
+ */
+static int group_unusable(struct group *g, bool quiet)
+{
+	if (!g->broken[0])
+		return 0;
+	if (!quiet)
+		msg(LOG_ERR, "topic %s group %s: cannot be used: %s (remove it "
+		    "with rmdir)", topic_name(g->gs->t), g->name, g->broken);
+	return -EIO;
 }
 
 /* ---- assignment ---------------------------------------------------------- */
@@ -618,7 +585,7 @@ static void assign(struct group *g, uint32_t n, int *who)
 		return;
 	lo = n / m;
 	want_hi = n % m;
-	if (g->cfg.strategy == ST_RANGE) {
+	if (g->cfg.strategy == GROUP_RANGE) {
 		for (uint32_t i = 0, p = 0; i < m; i++) {
 			uint32_t take = lo + (i < want_hi);
 			for (uint32_t k = 0; k < take; k++)
@@ -626,7 +593,7 @@ static void assign(struct group *g, uint32_t n, int *who)
 		}
 		return;
 	}
-	if (g->cfg.strategy == ST_ROUNDROBIN) {
+	if (g->cfg.strategy == GROUP_ROUNDROBIN) {
 		for (uint32_t p = 0; p < n; p++)
 			who[p] = (int)(p % m);
 		return;
@@ -712,7 +679,7 @@ static void rebalance(struct group *g)
 		group_write_commit(g);
 	msg(LOG_INFO, "topic %s group %s: rebalanced (%s), %" PRIu32
 	    " member(s), %" PRIu32 " partition(s) moved",
-	    topic_name(g->gs->t), g->name, strategy_names[g->cfg.strategy],
+	    topic_name(g->gs->t), g->name, group_strategy_name(g->cfg.strategy),
 	    g->nmembers, moved);
 }
 
@@ -741,6 +708,26 @@ static void member_remove(struct group *g, struct member *m)
 		g->nmembers--;
 		break;
 	}
+}
+
+/*
+ * Take m out of the group without a commit (eviction, a stale cursor):
+ * it cannot commit, as in Kafka, so what it read since its last commit
+ * goes to the next owner, which starts from the committed offset. The
+ * caller rebalances. g->lock held.
+ */
+static void member_drop(struct group *g, struct member *m)
+{
+	m->evicted = true;
+	m->split = false;
+	for (uint32_t p = 0; p < g->nparts; p++) {
+		if (g->owner[p] == m) {
+			g->owner[p] = NULL;
+			g->pos[p] = -1;
+			g->pos_bytes[p] = -1;
+		}
+	}
+	member_remove(g, m);
 }
 
 /*
@@ -789,6 +776,12 @@ int member_join(struct group *g, pid_t pid, struct member **out)
 	m->host[sizeof(m->host) - 1] = '\0';
 	member_client(pid, m->client, sizeof(m->client));
 	pthread_mutex_lock(&g->lock);
+	rc = group_unusable(g, false);
+	if (rc < 0) {
+		pthread_mutex_unlock(&g->lock);
+		free(m);
+		return rc;
+	}
 	m->id = ++g->next_member;
 	rc = member_add(g, m);
 	if (rc == 0)
@@ -840,7 +833,8 @@ int member_commit(struct member *m)
 	int rc;
 
 	pthread_mutex_lock(&g->lock);
-	rc = m->evicted ? -ETIMEDOUT : commit_member(g, m);
+	rc = m->stale ? -ESTALE : m->evicted ? -ETIMEDOUT :
+	     commit_member(g, m);
 	pthread_mutex_unlock(&g->lock);
 	return rc;
 }
@@ -863,18 +857,7 @@ void groups_tick(struct groups *gs, const struct tick_now *now)
 			    " did not read for max.poll.interval.ms (%" PRId64
 			    " ms): its partitions go to the others",
 			    topic_name(gs->t), g->name, m->id, g->cfg.max_poll_ms);
-			m->evicted = true;
-			m->split = false;
-			/* An evicted member cannot commit (as in Kafka): what it
-			 * read since its last commit goes to the next owner. */
-			for (uint32_t p = 0; p < g->nparts; p++) {
-				if (g->owner[p] == m) {
-					g->owner[p] = NULL;
-					g->pos[p] = -1;
-					g->pos_bytes[p] = -1;
-				}
-			}
-			member_remove(g, m);
+			member_drop(g, m);
 			evicted = true;
 		}
 		if (evicted)
@@ -952,10 +935,10 @@ static int start_offset(struct group *g, uint32_t p, const struct log_bounds *st
 	} else {
 		g->pos_bytes[p] = -1;
 		switch (g->cfg.reset) {
-		case RESET_EARLIEST:
+		case GROUP_RESET_EARLIEST:
 			o = (int64_t)st->start_offset;
 			break;
-		case RESET_LATEST:
+		case GROUP_RESET_LATEST:
 			o = (int64_t)st->hw;
 			break;
 		default:
@@ -1104,6 +1087,10 @@ ssize_t member_read(struct member *m, size_t size, struct member_read *r)
 	if (!g)
 		return -ENOENT;
 	pthread_mutex_lock(&g->lock);
+	if (m->stale) {
+		pthread_mutex_unlock(&g->lock);
+		return -ESTALE;
+	}
 	if (m->evicted) {
 		m->evicted = false;
 		m->id = ++g->next_member;
@@ -1121,6 +1108,13 @@ ssize_t member_read(struct member *m, size_t size, struct member_read *r)
 	if (topic_partitions(g->gs->t) != g->nparts)
 		rebalance(g);
 	got = member_fill(g, m, size, r);
+	if (got == -ESTALE) {
+		/* Bytes it was shown were removed by a truncation (KIP-320):
+		 * this member is done; its partitions go to the others. */
+		m->stale = true;
+		member_drop(g, m);
+		rebalance(g);
+	}
 	pthread_mutex_unlock(&g->lock);
 	return got;
 }
@@ -1168,7 +1162,9 @@ int group_getxattr(struct group *g, const char *name, char *buf, size_t size)
 	int rc;
 
 	pthread_mutex_lock(&g->lock);
-	rc = group_config_get(&g->cfg, name, buf, size);
+	rc = group_unusable(g, false);
+	if (rc == 0)
+		rc = group_config_get(&g->cfg, name, buf, size);
 	if (rc == -ENODATA && per_partition(name, "owner", n, &p) == 0) {
 		if (p < g->nparts && g->owner[p])
 			snprintf(buf, size, "member-%" PRIu64, g->owner[p]->id);
@@ -1216,14 +1212,24 @@ int group_listxattr(struct group *g, char **out, size_t *len)
 					     "owner", "member" };
 	const size_t nkinds = sizeof(kinds) / sizeof(kinds[0]);
 	uint32_t n = topic_partitions(g->gs->t);
-	size_t cap = GROUP_SETTINGS * 64 + (size_t)n * nkinds * 48 + 1, at = 0;
+	size_t cap = group_config_count() * 64 + (size_t)n * nkinds * 48 + 1;
+	size_t at = 0;
 	char *buf = malloc(cap);
+
+	int rc;
 
 	if (!buf)
 		return -ENOMEM;
-	for (size_t i = 0; i < GROUP_SETTINGS; i++)
+	pthread_mutex_lock(&g->lock);
+	rc = group_unusable(g, false);
+	pthread_mutex_unlock(&g->lock);
+	if (rc < 0) {
+		free(buf);
+		return rc;
+	}
+	for (size_t i = 0; i < group_config_count(); i++)
 		at += (size_t)snprintf(buf + at, cap - at, "user.topicfs.%s",
-				       group_settings[i]) + 1;
+				       group_config_name(i)) + 1;
 	for (uint32_t p = 0; p < n; p++) {
 		for (size_t k = 0; k < nkinds; k++)
 			at += (size_t)snprintf(buf + at, cap - at,
@@ -1265,7 +1271,9 @@ int group_setxattr(struct group *g, const char *name, const char *value,
 	v[len] = '\0';
 	pthread_mutex_lock(&g->lock);
 	c = g->cfg;
-	rc = group_config_set(&c, name, v);
+	rc = group_unusable(g, true); /* the caller logs the refusal */
+	if (rc == 0)
+		rc = group_config_set(&c, name, v, len);
 	if (rc == 0) {
 		g->cfg = c;
 		rc = group_store(g);

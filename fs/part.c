@@ -444,12 +444,32 @@ void part_tick_flush(struct part *p)
 	pthread_mutex_unlock(&p->q_lock);
 }
 
-void part_scrub(struct part *p)
+void part_checkpoint(struct part *p)
 {
-	int bad = log_scrub(p->log);
+	struct log_state st;
+	int rc;
+
+	/* A partition whose sync or checkpoint failed is refusing writes
+	 * and said so once: no line every few seconds until its reopen. */
+	log_get_state(p->log, &st);
+	if (st.sticky_error)
+		return;
+	rc = log_checkpoint(p->log);
+	if (rc < 0)
+		msg(LOG_ERR, "topic %s partition %" PRIu32
+		       ": checkpoint failed: %s", p->topic, p->index,
+		       strerror(-rc));
+}
+
+void part_scrub(struct part *p, const struct log_scrub_ctl *ctl)
+{
+	int bad = log_scrub_pass(p->log, ctl);
 
 	if (bad > 0)
 		msg(LOG_ERR, "topic %s partition %" PRIu32
 		       ": %d corrupt batch(es); reads of them fail with EIO",
 		       p->topic, p->index, bad);
+	else if (bad < 0)
+		msg(LOG_ERR, "topic %s partition %" PRIu32 ": scrub failed: %s",
+		    p->topic, p->index, strerror(-bad));
 }

@@ -109,7 +109,17 @@ int part_sync(struct part *p);
 bool part_tick(struct part *p, const struct tick_now *now);
 void part_tick_flush(struct part *p);
 
-/* Check the stored batches not checked yet; log what is bad. */
-void part_scrub(struct part *p);
+/*
+ * Write the partition's checkpoint (log start, recovery point, high
+ * watermark) if it changed: the broker calls it every few seconds, not
+ * per commit. A failure is logged (one line) and sticks in the log.
+ */
+void part_checkpoint(struct part *p);
+
+/*
+ * One pass of the background scrub over the partition (log_scrub_pass,
+ * paced by ctl); one log line if it finds bad batches or fails.
+ */
+void part_scrub(struct part *p, const struct log_scrub_ctl *ctl);
 
 #endif

@@ -451,6 +451,22 @@ static void metrics_groups(struct text *out, const struct metrics_snap *s)
 #undef GLBL
 }
 
+/* The background scrub's progress (broker_scrub). */
+static void metrics_scrub(struct text *out, struct broker *b)
+{
+	struct broker_scrub_stats st;
+
+	broker_scrub_stats(b, &st);
+	text_add(out, "# HELP topicfs_scrub_bytes_total Stored payload bytes "
+		 "the background scrub has read and checked since the mount.\n"
+		 "# TYPE topicfs_scrub_bytes_total counter\n"
+		 "topicfs_scrub_bytes_total %" PRIu64 "\n", st.bytes);
+	text_add(out, "# HELP topicfs_scrub_passes_total Scrub passes over "
+		 "every partition finished since the mount.\n"
+		 "# TYPE topicfs_scrub_passes_total counter\n"
+		 "topicfs_scrub_passes_total %" PRIu64 "\n", st.passes);
+}
+
 /* Bring records_out up to date with what open files have read. */
 static void count_open_reads(struct fs *fs)
 {
@@ -497,6 +513,7 @@ static char *metrics_text(struct fs *fs, size_t *len)
 		}
 	}
 	metrics_groups(&t, &s);
+	metrics_scrub(&t, fs->broker);
 	text = text_done(&t, len);
 	t.buf = NULL;
 out_free:

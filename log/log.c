@@ -43,6 +43,7 @@
 #include "files.h"
 #include "format.h"
 #include "io.h"
+#include "scrub.h"
 #include "segment.h"
 
 _Static_assert(LOG_RECORD_BYTES_MAX == LOG_BATCH_BYTES_MAX,
@@ -122,6 +123,7 @@ struct log {
 	struct ends ckpt;               /* flush_lock: as last checkpointed */
 	uint64_t ckpt_start;            /* flush_lock */
 	uint64_t ckpt_rp;               /* flush_lock */
+	struct scrub_record scrub;      /* the one scrubbing thread's */
 };
 
 struct log_cursor {
@@ -857,6 +859,7 @@ static int log_alloc(const char *dir, const struct log_config *cfg,
 
 static void log_free(struct log *l)
 {
+	scrub_record_free(&l->scrub);
 	for (uint32_t i = 0; i < l->nsegs; i++)
 		seg_unref(l->segs[i]);
 	free(l->segs);
@@ -2591,6 +2594,159 @@ int log_scrub(struct log *l)
 		seg_unref(s);
 	}
 	return (int)bad;
+}
+
+/* ---- the background scrub ---------------------------------------------- */
+
+/* The record is written after this much reading, and at a pass's end, so
+ * that a restart in the middle of a long pass loses little of it. */
+#define SCRUB_SAVE_BYTES (256ull << 20)
+
+/* What one pass has done so far. */
+struct scrub_pass {
+	const struct log_scrub_ctl *ctl;
+	uint64_t unsaved;      /* payload bytes checked since the last save */
+	bool changed;          /* the record changed since the last save */
+	bool stop;             /* pace said stop */
+};
+
+/*
+ * Whether s's entry e lets the pass go on where the last check of s
+ * stopped (*at), rather than at s's start: s still begins with what was
+ * checked, the check began less than recheck_ms ago, and no bad batch
+ * was found in it by an earlier open (those are checked again, and so
+ * reported, once per open).
+ */
+static bool scrub_resumes(const struct scrub_entry *e, struct seg *s,
+			  const struct log_scrub_ctl *ctl,
+			  struct seg_scrub_at *at)
+{
+	if (e->end_offset == 0 || e->bad > 0)
+		return false;
+	if (ctl->recheck_ms > 0 && ctl->now_ms - e->checked_ms >= ctl->recheck_ms)
+		return false;
+	return scrub_entry_matches(e, s, at);
+}
+
+/*
+ * Check s from where its entry says up to its end as published now, in
+ * chunks paced by ctl->pace, and record what was checked. Returns the
+ * bad batches found, or a negative errno.
+ */
+static int scrub_segment(struct log *l, struct seg *s, struct scrub_pass *ps)
+{
+	const struct log_scrub_ctl *ctl = ps->ctl;
+	struct seg_scrub_at at = { s->base_pos, SEG_HDR_SIZE };
+	uint64_t upto = atomic_load_explicit(&s->end_pos, memory_order_acquire);
+	struct scrub_entry *e = scrub_record_get(&l->scrub, s->base_offset);
+	int64_t started = ctl->now_ms;
+	uint32_t bad_before;
+	uint64_t from;
+	int64_t n = 0;
+	int found;
+
+	if (!e)
+		return -ENOMEM;
+	e->seen = true;
+	if (upto == s->base_pos || (e->fresh && e->bad > 0))
+		return 0; /* empty; bad, and said so since the open */
+	if (scrub_resumes(e, s, ctl, &at))
+		started = e->checked_ms;
+	else
+		*e = (struct scrub_entry){ .base_offset = s->base_offset,
+					   .seen = true };
+	e->fresh = true;
+	if (at.pos >= upto)
+		return 0;
+	from = at.pos;
+	bad_before = seg_bad_count(s);
+	ps->stop = !ctl->pace(0, ctl->arg);
+	while (!ps->stop) {
+		n = seg_scrub_step(s, &at, upto, ctl->chunk_bytes);
+		if (n <= 0)
+			break;
+		ps->unsaved += (uint64_t)n;
+		ps->stop = !ctl->pace((uint64_t)n, ctl->arg);
+	}
+	if (n < 0)
+		return (int)n;
+	found = (int)(seg_bad_count(s) - bad_before);
+	if (at.pos == from)
+		return found;
+	/* A segment whose framing broke keeps its entry in memory only. */
+	if (scrub_entry_set(e, s, &at) < 0)
+		e->end_offset = 0;
+	e->checked_ms = started;
+	e->bad += (uint32_t)found;
+	ps->changed = true;
+	return found;
+}
+
+/* Write the record if it changed; a failure is logged, not fatal (the
+ * next pass checks more, that is all). */
+static void scrub_save(struct log *l, struct scrub_pass *ps)
+{
+	int rc;
+
+	if (!ps->changed)
+		return;
+	rc = log_dir_pin(l);
+	if (rc >= 0) {
+		int dfd = rc;
+		rc = scrub_record_save(&l->scrub, dfd);
+		log_dir_unpin(l);
+	}
+	if (rc < 0)
+		log_msg(l, LOG_WARNING, "writing %s: %s", SCRUB_FILE,
+			strerror(-rc));
+	ps->changed = false;
+	ps->unsaved = 0;
+}
+
+int log_scrub_pass(struct log *l, const struct log_scrub_ctl *ctl)
+{
+	struct scrub_pass ps = { .ctl = ctl };
+	int found = 0, rc = 0;
+
+	if (!l->scrub.loaded) {
+		rc = log_dir_pin(l);
+		if (rc >= 0) {
+			int dfd = rc;
+			rc = scrub_record_load(&l->scrub, dfd);
+			log_dir_unpin(l);
+		}
+		if (rc == -ENOMEM || rc == -EMFILE || rc == -ENFILE)
+			return rc;
+		if (rc < 0)
+			log_msg(l, LOG_WARNING, "%s unreadable (%s): every "
+				"segment is scrubbed again", SCRUB_FILE,
+				strerror(-rc));
+		rc = 0;
+	}
+	for (uint32_t i = 0; !ps.stop; i++) {
+		struct seg *s = NULL;
+
+		pthread_mutex_lock(&l->seg_lock);
+		if (i < l->nsegs) {
+			s = l->segs[i];
+			seg_ref(s);
+		}
+		pthread_mutex_unlock(&l->seg_lock);
+		if (!s)
+			break;
+		rc = scrub_segment(l, s, &ps);
+		seg_unref(s);
+		if (rc < 0)
+			break;
+		found += rc;
+		rc = 0;
+		if (ps.unsaved >= SCRUB_SAVE_BYTES)
+			scrub_save(l, &ps);
+	}
+	if (rc == 0 && !ps.stop && scrub_record_prune(&l->scrub) > 0)
+		ps.changed = true; /* segments gone since: their entries go */
+	scrub_save(l, &ps);
+	return rc < 0 ? rc : found;
 }
 
 /* ---- replication ------------------------------------------------------- */

@@ -506,11 +506,47 @@ int log_wait_change(struct log *l, uint64_t seen,
 void log_wake(struct log *l);
 
 /*
- * Check the checksum of every stored batch not yet checked since open
- * (what a background scrub does once per mount). Returns the number of
- * bad batches found in the whole log; reporting them is the caller's.
+ * Check the checksum of every stored batch not yet checked since open,
+ * at once, remembering nothing (tests, tools; the background scrub is
+ * log_scrub_pass). Returns the number of bad batches found in the whole
+ * log; reporting them is the caller's.
  */
 int log_scrub(struct log *l);
+
+/*
+ * The background scrub, paced and remembered across opens. A pass walks
+ * every segment and checks (reads, CRC) the batches the scrub has not
+ * checked yet: a segment is checked once, from its first batch on, and
+ * what was checked is recorded in the partition directory
+ * (scrub-checkpoint, docs/FORMAT.md section 5), so a later pass, also
+ * after a restart, goes on where the last one stopped (the active
+ * segment's new batches, new segments) instead of reading everything
+ * again. A segment that no longer begins with what was recorded (cut by
+ * a truncation or recovery and written again, or made again under its
+ * name) is checked again from its start; so is one whose check began
+ * recheck_ms or more before now_ms (latent corruption of bytes checked
+ * long ago), and one in which bad batches were found, once per open (so
+ * each mount reports it). A bad batch is remembered: its reads fail with
+ * EIO from then on.
+ *
+ * Reading goes in chunks of about chunk_bytes of payload; before each,
+ * pace(bytes read since the last call, arg) is called, which may wait
+ * (the caller's rate limit) and returns false to stop the pass at once.
+ * Only one thread may run passes on a log at a time.
+ *
+ * Returns the number of bad batches this pass found, or a negative errno
+ * (-ENOMEM; an I/O error). A record file that cannot be read is logged
+ * and ignored (everything is checked again).
+ */
+struct log_scrub_ctl {
+	int64_t now_ms;        /* wall clock: when this pass checks */
+	int64_t recheck_ms;    /* check again after this long; <= 0: never */
+	uint64_t chunk_bytes;  /* payload bytes between two calls of pace */
+	bool (*pace)(uint64_t bytes, void *arg);
+	void *arg;
+};
+
+int log_scrub_pass(struct log *l, const struct log_scrub_ctl *ctl);
 
 /*
  * Free what the engine keeps for the calling thread (the buffer that

@@ -1334,6 +1334,33 @@ uint32_t seg_bad_count(struct seg *s)
 	return atomic_load_explicit(&s->n_bad, memory_order_acquire);
 }
 
+int64_t seg_scrub_step(struct seg *s, struct seg_scrub_at *at, uint64_t upto,
+		       uint64_t bytes)
+{
+	uint64_t meta_end = atomic_load_explicit(&s->meta_end,
+						 memory_order_acquire);
+	uint64_t end_pos = atomic_load_explicit(&s->end_pos,
+						memory_order_acquire);
+	struct verify_at v = { at->pos, at->meta };
+	uint8_t *buf = verify_buf();
+	int rc = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	if (upto > end_pos)
+		upto = end_pos;
+	pthread_mutex_lock(&s->verify_lock);
+	while (rc == 0 && v.pos < upto && v.meta < meta_end &&
+	       v.pos - at->pos < bytes)
+		rc = seg_verify_one(s, &v, meta_end, end_pos, buf);
+	pthread_mutex_unlock(&s->verify_lock);
+	if (rc < 0)
+		return rc;
+	bytes = v.pos - at->pos;
+	*at = (struct seg_scrub_at){ v.pos, v.meta };
+	return (int64_t)bytes;
+}
+
 /* ---- replication ------------------------------------------------------- */
 
 int seg_scan_run(struct seg *s, const struct seg_batch *b, uint64_t limit,

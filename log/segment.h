@@ -237,6 +237,24 @@ int seg_verify_range(struct seg *s, uint64_t a, uint64_t b);
 /* Number of bad batches found so far (scrub report). */
 uint32_t seg_bad_count(struct seg *s);
 
+/* Where a scrub stands in a segment: the next batch's partition position
+ * and .meta offset ({base_pos, SEG_HDR_SIZE} at the segment's start). */
+struct seg_scrub_at {
+	uint64_t pos, meta;
+};
+
+/*
+ * The scrub's read: check the batches from *at on, whatever was verified
+ * before (it looks for bytes that went bad on the disk since they were
+ * checked), until at least `bytes` of payload were checked or position
+ * upto is reached. A bad batch is remembered as by seg_verify_range (its
+ * reads fail with EIO from then on). *at moves past what was checked.
+ * Returns the payload bytes checked (0: *at is at upto or at the end), or
+ * -ENOMEM or an I/O error.
+ */
+int64_t seg_scrub_step(struct seg *s, struct seg_scrub_at *at, uint64_t upto,
+		       uint64_t bytes);
+
 /* A run of whole batches in one segment (see log_read_batches). */
 struct seg_run {
 	uint64_t meta_pos, meta_len; /* in .meta */

@@ -44,8 +44,17 @@
 #define UMASK_DEFAULT 022
 /* Threads serving FUSE requests, at most. */
 #define LOOP_THREADS_MAX 16
-/* The background scrub of stored batches starts this long after mount. */
+/* The background scrub of stored batches starts this long after mount, */
 #define SCRUB_DELAY_MS 5000
+/* and passes again this often (batches written since, segments checked
+ * too long ago), each pass reading only what it has not checked. */
+#define SCRUB_PASS_MS 60000
+/* The scrub reads this much between two looks at its rate limit. */
+#define SCRUB_CHUNK_BYTES (1u << 20)
+/* Defaults of -o log.scrub.io.max.bytes.per.second and
+ * log.scrub.interval.ms (7 days, as Ceph's osd_deep_scrub_interval). */
+#define SCRUB_RATE_DEFAULT (32ull << 20)
+#define SCRUB_INTERVAL_MS_DEFAULT (7ll * 24 * 3600 * 1000)
 
 struct options {
 	char *datadir;
@@ -55,11 +64,14 @@ struct options {
 	unsigned max_read;      /* the user's -o max_read, or 0 */
 	unsigned uid, gid, umask; /* -o uid=, gid=, umask= (vfat's names) */
 	int set_uid, set_gid, set_umask;
+	uint64_t scrub_rate;    /* bytes per second, 0: no scrub */
+	uint64_t scrub_interval_ms;
 	int help;
 	int version;
 };
 
-enum { KEY_HELP, KEY_VERSION, KEY_UID, KEY_GID, KEY_UMASK, KEY_PARTITION_FDS };
+enum { KEY_HELP, KEY_VERSION, KEY_UID, KEY_GID, KEY_UMASK, KEY_PARTITION_FDS,
+       KEY_SCRUB_RATE, KEY_SCRUB_INTERVAL };
 
 static const struct fuse_opt option_spec[] = {
 	{ "num.partitions=%u", offsetof(struct options, num_partitions), 0 },
@@ -70,6 +82,8 @@ static const struct fuse_opt option_spec[] = {
 	FUSE_OPT_KEY("uid=", KEY_UID),
 	FUSE_OPT_KEY("gid=", KEY_GID),
 	FUSE_OPT_KEY("umask=", KEY_UMASK),
+	FUSE_OPT_KEY("log.scrub.io.max.bytes.per.second=", KEY_SCRUB_RATE),
+	FUSE_OPT_KEY("log.scrub.interval.ms=", KEY_SCRUB_INTERVAL),
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -99,6 +113,13 @@ static void usage(FILE *out)
 		"                       the user who mounts)\n"
 		"  -o umask=OOO         mode bits taken away (default 022: others\n"
 		"                       may only read); the kernel checks them\n"
+		"  -o log.scrub.io.max.bytes.per.second=N\n"
+		"                       how fast the background scrub reads\n"
+		"                       stored data (default 33554432; 0: no\n"
+		"                       scrub)\n"
+		"  -o log.scrub.interval.ms=N\n"
+		"                       check data again this long after its\n"
+		"                       last check (default 604800000, 7 days)\n"
 		"  -o allow_other,...   the usual FUSE mount options\n"
 		"\n"
 		"dump-log prints one line per record batch of a segment file or\n"
@@ -134,6 +155,24 @@ static int option_number(const char *arg, int base, unsigned long max,
 	return 0;
 }
 
+/* The same for a 64-bit value from min to max. */
+static int option_u64(const char *arg, uint64_t min, uint64_t max,
+		      uint64_t *out)
+{
+	const char *v = strchr(arg, '=') + 1;
+	unsigned long long n;
+	char *end;
+
+	if (*v < '0' || *v > '9')
+		return -1;
+	errno = 0;
+	n = strtoull(v, &end, 10);
+	if (errno || *end || n < min || n > max)
+		return -1;
+	*out = n;
+	return 0;
+}
+
 static int option_proc(void *data, const char *arg, int key,
 		       struct fuse_args *outargs)
 {
@@ -165,6 +204,20 @@ static int option_proc(void *data, const char *arg, int key,
 		    o->max_partition_fds < PARTITION_FDS_MIN) {
 			fprintf(stderr, "topicfs: -o %s: must be a number, at "
 				"least %u\n", arg, PARTITION_FDS_MIN);
+			return -1;
+		}
+		return 0;
+	case KEY_SCRUB_RATE:
+		if (option_u64(arg, 0, UINT64_MAX / 1000, &o->scrub_rate) < 0) {
+			fprintf(stderr, "topicfs: -o %s: must be a number of "
+				"bytes per second (0: no scrub)\n", arg);
+			return -1;
+		}
+		return 0;
+	case KEY_SCRUB_INTERVAL:
+		if (option_u64(arg, 1, INT64_MAX, &o->scrub_interval_ms) < 0) {
+			fprintf(stderr, "topicfs: -o %s: must be a number of "
+				"milliseconds, at least 1\n", arg);
 			return -1;
 		}
 		return 0;
@@ -282,6 +335,10 @@ struct ticker {
 	pthread_t thread;          /* ticker_main */
 	pthread_t scrubber;        /* scrub_main */
 	bool scrubber_started;
+	uint64_t scrub_rate;       /* bytes per second; 0: no scrubber */
+	int64_t scrub_interval_ms; /* log.scrub.interval.ms */
+	int64_t pace_ms;           /* (scrubber) the pass's pacing began */
+	uint64_t pace_bytes;       /* (scrubber) read since pace_ms */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;       /* on CLOCK_MONOTONIC; signalled at stop */
 	bool stop;
@@ -324,12 +381,10 @@ static void *ticker_main(void *arg)
 	return NULL;
 }
 
-/* One scrub of every partition SCRUB_DELAY_MS (monotonic) after the
- * mount, in its own thread so that ticks go on meanwhile. */
-static void *scrub_main(void *arg)
+/* Wait until the monotonic clock reaches until, or the stop; whether
+ * to go on. */
+static bool ticker_sleep_until(struct ticker *tk, int64_t until)
 {
-	struct ticker *tk = arg;
-	int64_t until = clock_mono_ms() + SCRUB_DELAY_MS;
 	bool stop;
 
 	pthread_mutex_lock(&tk->lock);
@@ -337,18 +392,65 @@ static void *scrub_main(void *arg)
 		ticker_wait(tk, until - clock_mono_ms());
 	stop = tk->stop;
 	pthread_mutex_unlock(&tk->lock);
-	if (!stop)
-		broker_scrub(tk->broker);
+	return !stop;
+}
+
+/*
+ * The scrub's rate limit (log_scrub_ctl's pace): having read bytes more,
+ * wait until reading them at scrub_rate would have taken this long since
+ * the pass began, banking at most a second of unused time (a pass that
+ * found little to read does not then read in a burst). False at the
+ * stop, at once, even in the middle of a wait.
+ */
+static bool scrub_pace(uint64_t bytes, void *arg)
+{
+	struct ticker *tk = arg;
+	int64_t now = clock_mono_ms(), due;
+
+	tk->pace_bytes += bytes;
+	due = tk->pace_ms + (int64_t)(tk->pace_bytes * 1000 / tk->scrub_rate);
+	if (now - due > 1000)
+		tk->pace_ms += now - due - 1000;
+	return ticker_sleep_until(tk, due);
+}
+
+/*
+ * The background scrub, in its own thread so that ticks go on meanwhile:
+ * a pass over every partition SCRUB_DELAY_MS (monotonic) after the mount
+ * and every SCRUB_PASS_MS after that, each reading only what no earlier
+ * pass (of this mount or an earlier one) has checked, at scrub_rate.
+ */
+static void *scrub_main(void *arg)
+{
+	struct ticker *tk = arg;
+	struct log_scrub_ctl ctl = {
+		.recheck_ms = tk->scrub_interval_ms,
+		.chunk_bytes = SCRUB_CHUNK_BYTES,
+		.pace = scrub_pace,
+		.arg = tk,
+	};
+	int64_t next = clock_mono_ms() + SCRUB_DELAY_MS;
+
+	while (ticker_sleep_until(tk, next)) {
+		ctl.now_ms = clock_wall_ms();
+		tk->pace_ms = clock_mono_ms();
+		tk->pace_bytes = 0;
+		broker_scrub(tk->broker, &ctl);
+		next = clock_mono_ms() + SCRUB_PASS_MS;
+	}
 	return NULL;
 }
 
 /* Start the ticker and the scrubber: -1 if the ticker could not start
  * (without a scrubber the mount only goes unscrubbed: one log line). */
-static int ticker_start(struct ticker *tk, struct broker *broker)
+static int ticker_start(struct ticker *tk, struct broker *broker,
+			const struct options *o)
 {
 	pthread_condattr_t ca;
 
 	tk->broker = broker;
+	tk->scrub_rate = o->scrub_rate;
+	tk->scrub_interval_ms = (int64_t)o->scrub_interval_ms;
 	pthread_mutex_init(&tk->lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -356,7 +458,10 @@ static int ticker_start(struct ticker *tk, struct broker *broker)
 	pthread_condattr_destroy(&ca);
 	if (pthread_create(&tk->thread, NULL, ticker_main, tk) != 0)
 		return -1;
-	if (pthread_create(&tk->scrubber, NULL, scrub_main, tk) == 0)
+	if (tk->scrub_rate == 0)
+		msg(LOG_INFO, "log.scrub.io.max.bytes.per.second=0: stored "
+		    "data is not scrubbed");
+	else if (pthread_create(&tk->scrubber, NULL, scrub_main, tk) == 0)
 		tk->scrubber_started = true;
 	else
 		msg(LOG_WARNING, "cannot start the scrub thread: "
@@ -678,7 +783,7 @@ static int run(struct options *o, struct fuse_args *args,
 		msg_use_syslog(true);
 	msg(LOG_INFO, "serving %s on %s", o->datadir, co->mountpoint);
 
-	if (ticker_start(&tk, broker) < 0)
+	if (ticker_start(&tk, broker, o) < 0)
 		goto out_unmount;
 	notify_ready();
 	lc = fuse_loop_cfg_create();
@@ -712,7 +817,9 @@ out_broker:
 int main(int argc, char **argv)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-	struct options o = { .num_partitions = 1 };
+	struct options o = { .num_partitions = 1,
+			     .scrub_rate = SCRUB_RATE_DEFAULT,
+			     .scrub_interval_ms = SCRUB_INTERVAL_MS_DEFAULT };
 	struct fuse_cmdline_opts co;
 	int rc = 1;
 

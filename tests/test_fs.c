@@ -122,6 +122,66 @@ static void test_config_parse_refuses_what_it_cannot_keep(void **state)
 }
 
 /* ISO 8601 as people write it is accepted; anything else is -EINVAL. */
+/*
+ * Group settings use the topic settings' mechanism: the same strict
+ * number parser, the same refusal of unknown names and bad values in a
+ * stored file, and a file byte for byte as groups always wrote it.
+ */
+static void test_group_config_is_as_strict_as_topic_config(void **state)
+{
+	struct group_config c, back;
+	char buf[CONFIG_VALUE_MAX + 1], why[160], *text;
+	(void)state;
+
+	group_config_default(&c);
+	text = group_config_format(&c);
+	assert_string_equal(text, "partition.assignment.strategy=range\n"
+			    "enable.auto.commit=true\n"
+			    "max.poll.interval.ms=300000\n"
+			    "auto.offset.reset=earliest\n");
+	free(text);
+	assert_int_equal(group_config_set(&c, "partition.assignment.strategy",
+					  "sticky\n", 7), 0);
+	assert_int_equal(c.strategy, GROUP_STICKY);
+	assert_int_equal(group_config_set(&c, "auto.offset.reset", "none", 4),
+			 0);
+	assert_int_equal(group_config_set(&c, "max.poll.interval.ms",
+					  "2147483647", 10), 0);
+	assert_int_equal(group_config_get(&c, "auto.offset.reset", buf,
+					  sizeof(buf)), 0);
+	assert_string_equal(buf, "none");
+
+	back = c;
+	assert_int_equal(group_config_set(&c, "max.poll.interval.ms", " 100",
+					  4), -EINVAL);
+	assert_int_equal(group_config_set(&c, "max.poll.interval.ms",
+					  "2147483648", 10), -EINVAL);
+	assert_int_equal(group_config_set(&c, "max.poll.interval.ms", "0", 1),
+			 -EINVAL);
+	assert_int_equal(group_config_set(&c, "enable.auto.commit", "yes", 3),
+			 -EINVAL);
+	assert_int_equal(group_config_set(&c, "auto.offset.reset", "", 0),
+			 -EINVAL);
+	assert_int_equal(group_config_set(&c, "retention.ms", "1", 1),
+			 -ENODATA);
+	assert_memory_equal(&c, &back, sizeof(c));
+
+	text = group_config_format(&c);
+	group_config_default(&back);
+	assert_int_equal(group_config_parse(&back, text, why, sizeof(why)), 0);
+	assert_memory_equal(&c, &back, sizeof(c));
+	free(text);
+	assert_int_equal(group_config_parse(&back, "enable.auto.commit=true\n"
+					    "future.thing=1\n", why,
+					    sizeof(why)), -EINVAL);
+	assert_string_equal(why, "unknown setting 'future.thing'");
+	assert_int_equal(group_config_parse(&back, "max.poll.interval.ms= 5\n",
+					    why, sizeof(why)), -EINVAL);
+	assert_string_equal(why, "bad value for setting 'max.poll.interval.ms'");
+	assert_int_equal(group_config_parse(&back, "auto.offset.reset\n", why,
+					    sizeof(why)), -EINVAL);
+}
+
 static void test_parse_time(void **state)
 {
 	/* 2026-11-23T10:00:00Z */
@@ -224,6 +284,7 @@ int main(void)
 		cmocka_unit_test(test_topic_names),
 		cmocka_unit_test(test_config_set_get_round_trip),
 		cmocka_unit_test(test_config_parse_refuses_what_it_cannot_keep),
+		cmocka_unit_test(test_group_config_is_as_strict_as_topic_config),
 		cmocka_unit_test(test_parse_time),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -4,6 +4,7 @@
  */
 #include "testutil.h"
 
+#include <dirent.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <unistd.h>
@@ -827,6 +828,119 @@ static void test_concurrent_readers(void **state)
 	tu_rmdir(dir);
 }
 
+/* The background scrub's pacing callback: counts bytes; stops the pass
+ * after scrub_stop_after bytes (0: never). */
+static uint64_t scrubbed, scrub_stop_after;
+
+static bool count_pace(uint64_t bytes, void *arg)
+{
+	(void)arg;
+	scrubbed += bytes;
+	return !scrub_stop_after || scrubbed < scrub_stop_after;
+}
+
+/* One log_scrub_pass at wall time now_ms: the payload bytes it read. */
+static uint64_t scrub_bytes(struct log *l, int64_t now_ms, int64_t recheck_ms)
+{
+	struct log_scrub_ctl ctl = { now_ms, recheck_ms, 4096, count_pace,
+				     NULL };
+
+	scrubbed = 0;
+	assert_true(log_scrub_pass(l, &ctl) >= 0);
+	return scrubbed;
+}
+
+/* Base position of the newest segment (its .meta with the largest name). */
+static uint64_t last_segment_pos(struct log *l, const char *dir)
+{
+	struct dirent **es;
+	uint64_t base = 0, pos;
+	int n = scandir(dir, &es, NULL, alphasort);
+
+	assert_true(n > 0);
+	for (int i = 0; i < n; i++) {
+		if (strstr(es[i]->d_name, ".meta") &&
+		    !strstr(es[i]->d_name, ".deleted"))
+			base = strtoull(es[i]->d_name, NULL, 10);
+		free(es[i]);
+	}
+	free(es);
+	assert_int_equal(log_offset_to_pos(l, base, &pos), 0);
+	return pos;
+}
+
+/*
+ * log_scrub_pass reads each stored byte once and remembers it in
+ * scrub-checkpoint: a second pass, and a pass after a reopen, read
+ * nothing; a pass stopped by its pace goes on where it stopped. A
+ * segment truncated and written again with other bytes of the same
+ * sizes is read again from its start, and only it and what follows;
+ * a check older than recheck_ms is done again; a damaged record means
+ * everything is read again.
+ */
+static void test_scrub_pass_reads_each_byte_once(void **state)
+{
+	char *dir = tu_mkdtemp(), *rec;
+	uint32_t lens[10];
+	uint8_t other[1000];
+	struct log_config cfg;
+	struct log_state st;
+	uint64_t total, leo, seg_pos, first;
+	int64_t now = 1800000000000;
+	struct log *l;
+	(void)state;
+
+	tu_small_config(&cfg);
+	l = tu_open(dir, &cfg);
+	for (int i = 0; i < 10; i++)
+		lens[i] = 100;
+	for (int i = 0; i < 100; i++)
+		tu_append(l, lens, 10);
+	log_get_state(l, &st);
+	assert_true(st.segments >= 5);
+	total = st.leo_pos - st.start_pos;
+
+	/* Stopped after the first chunks, then finished: all read once. */
+	scrub_stop_after = 3 * 4096;
+	first = scrub_bytes(l, now, 0);
+	assert_true(first >= scrub_stop_after && first < total);
+	scrub_stop_after = 0;
+	assert_int_equal(scrub_bytes(l, now, 0), total - first);
+	assert_int_equal(scrub_bytes(l, now, 0), 0);
+	assert_int_equal(log_close(l), 0);
+	l = tu_open(dir, &cfg);
+	assert_int_equal(scrub_bytes(l, now, 0), 0);
+
+	/* The tail diverges: same record sizes, other bytes. */
+	assert_int_equal(log_truncate(l, st.leo / 2 + 3, &leo), 0);
+	seg_pos = last_segment_pos(l, dir);
+	memset(other, 'Z', sizeof(other));
+	while (leo < st.leo) {
+		assert_int_equal(log_append(l, other, sizeof(other), lens, 10,
+					    NULL, NULL), 0);
+		leo += 10;
+	}
+	log_set_hw(l, UINT64_MAX);
+	log_get_state(l, &st);
+	assert_int_equal(st.leo_pos - st.start_pos, total);
+	assert_int_equal(scrub_bytes(l, now, 0), st.leo_pos - seg_pos);
+	assert_int_equal(scrub_bytes(l, now, 0), 0);
+
+	/* Checked too long ago: read again. */
+	assert_int_equal(scrub_bytes(l, now + 5000, 5000), total);
+	assert_int_equal(scrub_bytes(l, now + 5000, 5000), 0);
+
+	/* A damaged record: everything again. */
+	assert_int_equal(log_close(l), 0);
+	rec = tu_join(dir, "scrub-checkpoint");
+	tu_flip_bit(rec, 40, 0);
+	l = tu_open(dir, &cfg);
+	assert_int_equal(scrub_bytes(l, now, 0), total);
+	assert_int_equal(log_close(l), 0);
+	free(rec);
+	tu_rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -841,6 +955,7 @@ int main(void)
 		cmocka_unit_test(test_appendv),
 		cmocka_unit_test(test_codec_change_on_empty_segment),
 		cmocka_unit_test(test_tail_read_verifies_only_its_range),
+		cmocka_unit_test(test_scrub_pass_reads_each_byte_once),
 		cmocka_unit_test(test_truncate_and_epochs),
 		cmocka_unit_test(test_hw_bounds_readers),
 		cmocka_unit_test(test_concurrent_readers),

@@ -103,7 +103,7 @@ static uint64_t append_line(struct part *p)
 static void test_durable_waits_share_a_background_sync(void **state)
 {
 	char *dir = tu_mkdtemp();
-	struct broker_opts o = { dir, 1 };
+	struct broker_opts o = { .datadir = dir, .num_partitions = 1 };
 	struct done_count d[WAITS] = { 0 };
 	struct log_state st;
 	struct broker *b;
@@ -159,7 +159,7 @@ static void test_durable_waits_share_a_background_sync(void **state)
 static void test_close_answers_pending_waits(void **state)
 {
 	char *dir = tu_mkdtemp();
-	struct broker_opts o = { dir, 1 };
+	struct broker_opts o = { .datadir = dir, .num_partitions = 1 };
 	struct done_count d = { 0 };
 	struct broker *b;
 	struct topic *t;

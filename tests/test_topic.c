@@ -754,6 +754,76 @@ static void test_slow_flush_does_not_delay_other_partitions(void **state)
 	tu_rmdir(dir);
 }
 
+/* The high watermark partition 0 of topic name's checkpoint file holds,
+ * or -1 if it cannot be read. */
+static int64_t checkpointed_hw(const char *dir, const char *name)
+{
+	char *path, *text = NULL, *at;
+	int64_t hw = -1;
+	FILE *f;
+
+	assert_true(asprintf(&path, "%s/topics/%s/0/checkpoint", dir, name) > 0);
+	f = fopen(path, "r");
+	if (f) {
+		size_t cap = 0;
+		ssize_t n = getdelim(&text, &cap, '\0', f);
+		fclose(f);
+		at = n > 0 ? strstr(text, "high_watermark ") : NULL;
+		if (at)
+			hw = strtoll(at + strlen("high_watermark "), NULL, 10);
+	}
+	free(text);
+	free(path);
+	return hw;
+}
+
+/* Wait (polling, up to BLOCKED_DEADLINE_MS) until name's checkpoint holds
+ * high watermark hw; whether it does. */
+static bool wait_checkpointed_hw(const char *dir, const char *name,
+				 int64_t hw)
+{
+	int64_t until = clock_mono_ms() + BLOCKED_DEADLINE_MS;
+
+	while (checkpointed_hw(dir, name) != hw && clock_mono_ms() < until)
+		nanosleep(&(struct timespec){ 0, 10 * 1000000L }, NULL);
+	return checkpointed_hw(dir, name) == hw;
+}
+
+/*
+ * Kafka checkpoints the high watermark every 5 s
+ * (replica.high.watermark.checkpoint.interval.ms), not per commit: after
+ * appends the checkpoint file still holds the old high watermark, also
+ * after a tick 1 s later; a tick 5 s after the mount (monotonic clock)
+ * has a flush worker write it.
+ */
+static void test_tick_checkpoints_the_high_watermark(void **state)
+{
+	char *dir = tu_mkdtemp();
+	struct broker *b = open_broker(dir, 1);
+	struct tick_now now = clock_now();
+
+	(void)state;
+	assert_int_equal(broker_topic_create(b, "t"), 0);
+	produce(b, "t", 0, 3);
+	assert_int_equal(checkpointed_hw(dir, "t"), 0);
+	now.mono_ms += 1000;
+	broker_tick(b, &now);
+	assert_int_equal(checkpointed_hw(dir, "t"), 0);
+	now.mono_ms += 5000;
+	broker_tick(b, &now);
+	assert_true(wait_checkpointed_hw(dir, "t", 3));
+
+	/* The next one is due 5 s after that one, not before. */
+	produce(b, "t", 0, 2);
+	now.mono_ms += 1000;
+	broker_tick(b, &now);
+	now.mono_ms += 4100;
+	broker_tick(b, &now);
+	assert_true(wait_checkpointed_hw(dir, "t", 5));
+	broker_close(b);
+	tu_rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -766,6 +836,7 @@ int main(void)
 		cmocka_unit_test(test_eviction_follows_the_monotonic_clock),
 		cmocka_unit_test(test_create_and_delete_do_not_stall_other_topics),
 		cmocka_unit_test(test_slow_flush_does_not_delay_other_partitions),
+		cmocka_unit_test(test_tick_checkpoints_the_high_watermark),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -185,6 +185,71 @@ class GroupTest(MountTest):
                 self.assertIn(f"{P}{kind}.{p}", names)
         del fds
 
+    def test_group_settings_are_refused_as_a_topics_are(self):
+        """Group settings go through the topic settings' table and parser:
+        a value that parser refuses is refused here too, with one log line
+        each (max.poll.interval.ms took " 100" and values past Kafka's
+        int before)."""
+        bad = (" 100", "2147483648", "99999999999999999999", "1e3", "")
+        for value in bad:
+            self.assertErrno(errno.EINVAL, self.gset, "g",
+                             "max.poll.interval.ms", value)
+        log = self.m.log_text()
+        self.assertEqual(log.count("max.poll.interval.ms to"), len(bad), log)
+        self.gset("g", "max.poll.interval.ms", "2147483647")
+        self.assertEqual(self.gget("g", "max.poll.interval.ms"), "2147483647")
+        self.gset("g", "enable.auto.commit", "false\n")  # echo's newline
+        self.assertEqual(self.gget("g", "enable.auto.commit"), "false")
+
+    def group_files(self, g):
+        """Every file of group g in DATADIR, with its bytes."""
+        top = os.path.join(self.m.data, "topics", "t", "groups", g)
+        out = {}
+        for d, _, names in os.walk(top):
+            for n in names:
+                with open(os.path.join(d, n), "rb") as f:
+                    out[os.path.relpath(os.path.join(d, n), top)] = f.read()
+        return out
+
+    def test_stored_group_with_unknown_setting_is_left_untouched(self):
+        """A stored group whose settings file names a setting this
+        topicfs does not know (a newer one wrote it) is not loaded with a
+        default in its place, as a topic is not: the mount says why in one
+        line, lists it, refuses to use it (EIO, one line per attempt) and
+        never writes its files; rm deletes it."""
+        self.fill([3] * NPARTS)
+        fd = self.join("g")
+        self.assertEqual(len(self.read_to_eof(fd)), 3 * NPARTS)
+        self.leave(fd)
+        wait_for(lambda: self.committed("g") == ["3"] * NPARTS,
+                 what="the commit at close")
+        self.assertEqual(self.m.unmount(), 0, self.m.log_text())
+        config = os.path.join(self.m.data, "topics", "t", "groups", "g",
+                              "config")
+        with open(config, "ab") as f:
+            f.write(b"future.setting=1\n")
+        before = self.group_files("g")
+        self.m = Mount(self.tmp, self.mount_opts).start()
+        log = self.m.log_text()
+        self.assertIn("group g: cannot load: its settings file (config): "
+                      "unknown setting 'future.setting'", log)
+        self.assertEqual(os.listdir(self.m.path("t", ".groups")), ["g"])
+        self.assertErrno(errno.EIO, os.open, self.gpath("g"), os.O_RDONLY)
+        self.assertErrno(errno.EIO, self.gget, "g", "offset.0")
+        self.assertErrno(errno.EIO, self.gset, "g", "offset.0", "0")
+        self.assertErrno(errno.EIO, self.gset, "g", "enable.auto.commit",
+                         "false")
+        self.assertEqual(self.m.log_text().count("group g: cannot be used"), 2)
+        self.assertEqual(self.m.log_text().count("refused"), 2)
+        self.assertEqual(self.m.unmount(), 0, self.m.log_text())
+        self.assertEqual(self.group_files("g"), before)
+        self.m = Mount(self.tmp, self.mount_opts).start()
+        os.unlink(self.gpath("g"))
+        self.assertEqual(os.listdir(self.m.path("t", ".groups")), [])
+        fd = self.join("g")
+        self.assertEqual(len(self.read_to_eof(fd)), 3 * NPARTS)
+        self.leave(fd)
+
     def test_seventh_member_on_six_partitions_reads_eof(self):
         self.fill([3] * NPARTS)
         fds = [self.join("g") for _ in range(7)]

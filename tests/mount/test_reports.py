@@ -38,6 +38,8 @@ FAMILIES = [
     ("topicfs_append_latency_seconds", "histogram"),
     ("topicfs_group_committed_offset", "gauge"),
     ("topicfs_group_lag", "gauge"),
+    ("topicfs_scrub_bytes_total", "counter"),
+    ("topicfs_scrub_passes_total", "counter"),
 ]
 LATENCY_BUCKETS = 12          # fs/topic.h, plus le="+Inf"
 
@@ -263,6 +265,9 @@ class TestMetricsFormat(ReportTest):
                 self.assertEqual(len(samples), 1, name)     # a/0 only
                 self.assertIn('topic="a",group="g",partition="0"',
                               samples[0])
+            elif name.startswith("topicfs_scrub_"):
+                self.assertEqual(len(samples), 1, name)     # no labels
+                self.assertRegex(samples[0], rf"^{name} \d+$")
             elif kind == "histogram":
                 self.assertEqual(len(samples), 5 * (LATENCY_BUCKETS + 3),
                                  name)
@@ -292,7 +297,7 @@ class TestMetricsFormat(ReportTest):
             self.assertEqual(fam.type, kind, fam.name)
             series = {tuple(sorted((k, v) for k, v in s.labels.items()
                                    if k != "le")) for s in fam.samples}
-            if fam.name.startswith("topicfs_group_"):
+            if fam.name.startswith(("topicfs_group_", "topicfs_scrub_")):
                 self.assertEqual(len(fam.samples), 1, fam.name)
             else:
                 self.assertEqual(len(series), 5, fam.name)
