@@ -158,13 +158,30 @@ echo "Started $started on $(hostname), $(nproc) cores; load average now $(cut -d
 echo "Each benchmark ran for $short first, then for the current tree, back to back."
 ((quick)) && echo "Quick mode (--quick): small sizes and one round; the figures only show that the comparison runs."
 echo
+# A report without its hand-written analysis (the same text on both
+# sides) and without the heading of a report file made from scratch.
+figures() { # report
+	awk '/^### Analysis/ { exit } $0 != "# Performance" { print }' "$1"
+}
+
+# The lines of a report with a bold figure (ratios, verdicts), table rows
+# under their table's header; not the bullets about the machine.
+headline() { # report
+	figures "$1" | awk '
+		/^\|[-:|]+$/ { header = prev; sep = $0; shown = 0 }
+		{ prev = $0 }
+		!/\*\*/ || /^- / { next }
+		/^\|/ && !shown { print header; print sep; shown = 1 }
+		{ print }'
+}
+
 for b in "${benches[@]}"; do
 	echo "## $b: headline figures (the lines with a bold figure)"
 	echo
 	for side in rev cur; do
 		echo "### $(heading "$side")"
 		echo
-		grep -F '**' "$work/$b-$side.md" || echo "(none)"
+		headline "$work/$b-$side.md"
 		echo
 	done
 done
@@ -173,7 +190,7 @@ for b in "${benches[@]}"; do
 		echo "## $b, full report: $(heading "$side")"
 		echo
 		# The reports' own headings one level down.
-		sed 's/^#/##/' "$work/$b-$side.md"
+		figures "$work/$b-$side.md" | sed 's/^#/##/'
 		echo
 	done
 done
