@@ -419,20 +419,33 @@ Method. topicfs: \`produce_writers MNT/t/.produce WRITERS $seconds LINES\`
 (tests/bench/produce_writers.c): WRITERS threads, each with its own
 \`open(O_WRONLY | O_APPEND)\` of \`.produce\`, each \`write()\` carrying LINES
 lines of $line_bytes bytes (newline included), for $seconds s; a fresh topic
-of $partitions partition(s) per run, with $acks_note; durability: $durability.
-Records/s counts the records of the \`write()\` calls that returned.
-Syncs are the growth of \`topicfs_fsyncs_total\` in \`.metrics\` over the run
-(every \`fsync\` and \`fdatasync\` of the daemon), per record stored.
-Redis $redis_version (Debian's \`redis-server\`), started by the script
-with \`--port 0 --unixsocket\` (no TCP), \`--appendonly yes --appendfsync
-always\` (a reply only once the AOF is fsynced), \`--save ""\`,
-\`--auto-aof-rewrite-percentage 0\`: \`redis-benchmark -s SOCKET -c WRITERS
--P LINES -n N --csv XADD bench '*' v <$line_bytes bytes>\`, with N set from a
-short untimed run so that a run takes about $seconds s. Rounds: $rounds
-of each case, the two sides back to back in alternating order; figures are the
-medians. Latency: topicfs per \`write()\` call (the upper bound of its
-power-of-two-microsecond bucket); Redis as redis-benchmark reports it
-(per command, from the sending of its pipeline).
+of $partitions partition(s) per run (one ordered log, as Redis's one
+stream), with $acks_note; durability: $durability.
+Records/s counts the records of the \`write()\` calls that returned, and
+the script checks that the topic holds at least that many. Syncs are the
+growth of \`topicfs_fsyncs_total\` in \`.metrics\` over the run (every
+\`fsync\` and \`fdatasync\` of the daemon; docs/FILESYSTEM.md), per record
+stored. Redis $redis_version (Debian's \`redis-server\`), started by the
+script on a private unix socket with no TCP port, \`--appendonly yes
+--appendfsync always\` (a reply only once the AOF is fsynced), no
+snapshots and no automatic AOF rewrite (no fork in the middle of a
+measurement), stopped at the end; \`redis-benchmark\` with N requests set
+from a short untimed run so that a run takes about $seconds s. Rounds:
+$rounds of each case, the two sides back to back in alternating order;
+figures are the medians. Latency: topicfs per \`write()\` call (the upper
+bound of its power-of-two-microsecond bucket); Redis as redis-benchmark
+reports it (per command, from the sending of its pipeline). By hand, the
+two sides of the first case are:
+
+\`\`\`
+setfattr -n user.topicfs.write.caching -v false MNT/t
+setfattr -n user.topicfs.acks -v all MNT/t
+$build_dir/tests/bench/produce_writers MNT/t/.produce 8 $seconds 64
+redis-server --port 0 --unixsocket DIR/redis.sock --dir DIR/redis --save "" \\
+    --appendonly yes --appendfsync always --auto-aof-rewrite-percentage 0 &
+redis-benchmark -s DIR/redis.sock -c 8 -P 64 -n N --csv \\
+    XADD bench '*' v "\$(printf '%0${line_bytes}d' 0 | tr 0 v)"
+\`\`\`
 
 | writers (Redis: -c) | lines per write() (Redis: -P) | topicfs records/s | Redis records/s | topicfs / Redis | topicfs syncs | syncs per record | topicfs p50 / p99 ms | Redis p50 / p99 ms |
 |---:|---:|---:|---:|---:|---:|---:|---|---|
