@@ -267,7 +267,7 @@ declare -A rps p50 p99 spr syncs rrps rp50 rp99
 # topicfs: case name, writers, lines per write(), round. A fresh topic each
 # time, removed afterwards (the disk does not fill over the rounds).
 run_topicfs() {
-	local c=$1 n=$2 lines=$3 r=$4 out f0 f1 got want
+	local c=$1 n=$2 lines=$3 r=$4 out f0 f1 got want i
 	new_topic
 	f0=$(fsyncs_now)
 	local sync_arg=()
@@ -275,9 +275,14 @@ run_topicfs() {
 	out=$("$writers_bin" "$mnt/$topic/.produce" "$n" "$seconds" "$lines" \
 		"${sync_arg[@]}") ||
 		die "produce_writers failed ($c, round $r): $(tail -3 "$work/daemon.log")"
-	f1=$(fsyncs_now)
 	want=$(field records <<<"$out")
-	got=$(records_in "$topic")
+	# The counters may trail the replies by a moment: wait, with a deadline.
+	for ((i = 0; i < 500; i++)); do
+		got=$(records_in "$topic")
+		((got < want)) || break
+		sleep 0.01
+	done
+	f1=$(fsyncs_now)
 	((got >= want)) || die "$c: the writers were told $want records were written, the topic has $got"
 	((got == want)) || say "$c: $got records stored for $want acknowledged (a write() interrupted at the end?)"
 	rps[$c,$r]=$(field records_per_s <<<"$out")
