@@ -34,6 +34,8 @@
 #                              /var/tmp): on the disk to measure, not tmpfs
 #   MOUNT_BENCH_BUILD_DIR      meson build directory, release (default
 #                              build-mount-bench; set up if missing)
+#   TOPICFS_BIN                use this topicfs instead of the build's
+#                              (tests/bench/compare.sh: another revision's)
 #   MOUNT_BENCH_BYTES          size of the file of lines (default 1G)
 #   MOUNT_BENCH_SMALL_BYTES    the small partition of (4) (default 2M)
 #   MOUNT_BENCH_APPEND_ROUNDS  rounds of (1) (default 7: writes into new
@@ -65,7 +67,7 @@ append_rounds=${MOUNT_BENCH_APPEND_ROUNDS:-7}
 loop_s=${MOUNT_BENCH_LOOP_SECONDS:-3}
 tail_calls=${MOUNT_BENCH_TAIL_CALLS:-200}
 doc=${MOUNT_BENCH_OUT:-docs/PERFORMANCE.md}
-settings=(BENCH_DIR MOUNT_BENCH_BUILD_DIR MOUNT_BENCH_OUT MOUNT_BENCH_BYTES
+settings=(BENCH_DIR MOUNT_BENCH_BUILD_DIR TOPICFS_BIN MOUNT_BENCH_OUT MOUNT_BENCH_BYTES
 	  MOUNT_BENCH_SMALL_BYTES MOUNT_BENCH_APPEND_ROUNDS MOUNT_BENCH_ROUNDS MOUNT_BENCH_LOOP_SECONDS
 	  MOUNT_BENCH_TAIL_CALLS)
 
@@ -100,15 +102,19 @@ if [[ ! -f "$build_dir/build.ninja" ]]; then
 else
 	meson configure "$build_dir" -Dbuildtype=release -Dwerror=false >&2
 fi
-ninja -C "$build_dir" mount/topicfs tests/bench/mount_write_loop \
-	tests/bench/prefault >&2
+if [[ -n "${TOPICFS_BIN:-}" ]]; then
+	bin=$(cd "$(dirname "$TOPICFS_BIN")" && pwd)/$(basename "$TOPICFS_BIN")
+else
+	ninja -C "$build_dir" mount/topicfs >&2
+	bin=$root/$build_dir/mount/topicfs
+fi
+ninja -C "$build_dir" tests/bench/mount_write_loop tests/bench/prefault >&2
 pt_src=/usr/share/doc/libfuse3-dev/examples/passthrough_ll.c
 [[ -f $pt_src ]] || die "$pt_src is missing (package libfuse3-dev)"
 pt_bin=$root/$build_dir/tests/bench/passthrough_ll
 # shellcheck disable=SC2046
 cc -O2 -o "$pt_bin" "$pt_src" $(pkg-config --cflags --libs fuse3) ||
 	die "could not build libfuse's passthrough_ll example"
-bin=$root/$build_dir/mount/topicfs
 loop=$root/$build_dir/tests/bench/mount_write_loop
 prefault=$root/$build_dir/tests/bench/prefault
 
@@ -381,7 +387,7 @@ rounds, $append_rounds for (1); a ratio >= 1 means topicfs is as fast as the pla
 
 - Command: \`sudo $the_command --update-doc\` (from the repository root)
 - Date: $started; took ${elapsed_total} s; commit $rev
-- topicfs: release build (\`$build_dir\`), one mount in the foreground (\`-f\`), default settings
+- topicfs: \`${bin#"$root"/}\` (release build), one mount in the foreground (\`-f\`), default settings
 - Machine: $(nproc) cores, ${cpu:-unknown CPU}, kernel $(uname -r)
 - Disk: a scratch directory under \`$parent\`, **$fs** on $fs_src (not tmpfs)
 - Load average (1, 5, 15 min) before: $load0; after: $load1 (the machine
