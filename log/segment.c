@@ -639,13 +639,36 @@ int seg_sync(struct seg *s)
 	return rc;
 }
 
+struct sync_arg {
+	int fd;
+	int rc;
+};
+
+static void *sync_main(void *arg)
+{
+	struct sync_arg *a = arg;
+
+	a->rc = io_fdatasync(a->fd);
+	return NULL;
+}
+
+/*
+ * The payload and the batch headers are synced at once, .meta by a
+ * thread of its own: a durable commit waits for the slower of the two
+ * fdatasyncs, not for their sum (a thread costs far less than a sync).
+ */
 int seg_sync_data(struct seg *s)
 {
+	struct sync_arg meta = { s->meta_fd, 0 };
+	pthread_t t;
+	bool threaded = pthread_create(&t, NULL, sync_main, &meta) == 0;
 	int rc = io_fdatasync(s->log_fd);
 
-	if (rc == 0)
-		rc = io_fdatasync(s->meta_fd);
-	return rc;
+	if (threaded)
+		pthread_join(t, NULL);
+	else
+		meta.rc = io_fdatasync(s->meta_fd);
+	return rc < 0 ? rc : meta.rc;
 }
 
 int seg_sync_index(struct seg *s)
