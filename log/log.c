@@ -365,6 +365,21 @@ static struct seg *log_seg_get(struct log *l, bool by_pos, uint64_t want)
 	return s;
 }
 
+/* The i-th segment of the table, referenced, or NULL past the last (for
+ * walks that must not hold seg_lock while they work on a segment). */
+static struct seg *log_seg_nth(struct log *l, uint32_t i)
+{
+	struct seg *s = NULL;
+
+	pthread_mutex_lock(&l->seg_lock);
+	if (i < l->nsegs) {
+		s = l->segs[i];
+		seg_ref(s);
+	}
+	pthread_mutex_unlock(&l->seg_lock);
+	return s;
+}
+
 /* log_seg_get with the segment's files pinned (seg_release ends it). */
 static int log_seg_use(struct log *l, bool by_pos, uint64_t want,
 		       struct seg **out)
@@ -2566,15 +2581,9 @@ int log_scrub(struct log *l)
 	uint32_t bad = 0;
 
 	for (uint32_t i = 0;; i++) {
-		struct seg *s = NULL;
+		struct seg *s = log_seg_nth(l, i);
 		uint64_t end;
 
-		pthread_mutex_lock(&l->seg_lock);
-		if (i < l->nsegs) {
-			s = l->segs[i];
-			seg_ref(s);
-		}
-		pthread_mutex_unlock(&l->seg_lock);
 		if (!s)
 			break;
 		end = atomic_load_explicit(&s->end_pos, memory_order_acquire);
@@ -2724,14 +2733,8 @@ int log_scrub_pass(struct log *l, const struct log_scrub_ctl *ctl)
 		rc = 0;
 	}
 	for (uint32_t i = 0; !ps.stop; i++) {
-		struct seg *s = NULL;
+		struct seg *s = log_seg_nth(l, i);
 
-		pthread_mutex_lock(&l->seg_lock);
-		if (i < l->nsegs) {
-			s = l->segs[i];
-			seg_ref(s);
-		}
-		pthread_mutex_unlock(&l->seg_lock);
 		if (!s)
 			break;
 		rc = scrub_segment(l, s, &ps);
