@@ -303,11 +303,26 @@ void fs_flush_open_files(struct fs *fs)
 static void read_text(fuse_req_t req, struct report_fh *rf, size_t size,
 		      off_t off)
 {
+	char *copy;
+
 	if ((size_t)off >= rf->len)
 		size = 0;
 	else if (size > rf->len - (size_t)off)
 		size = rf->len - (size_t)off;
-	fuse_reply_buf(req, rf->text + (size ? off : 0), size);
+	/*
+	 * Reply from a copy this call owns: once the reply is written the
+	 * reader may close the file, and its release (another FUSE thread)
+	 * frees rf->text while this thread is still returning from writev
+	 * (AddressSanitizer checks the buffer after the call and saw it).
+	 */
+	copy = malloc(size ? size : 1);
+	if (!copy) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	memcpy(copy, rf->text + (size ? off : 0), size);
+	fuse_reply_buf(req, copy, size);
+	free(copy);
 }
 
 /* Reply to a read with extents: fd ranges are spliced, memory copied. */
