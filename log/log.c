@@ -501,7 +501,11 @@ static int log_checkpoint_read(struct log *l, struct checkpoint *ck)
 	    sscanf(buf, CHECKPOINT_MAGIC "log_start_offset %llu\n"
 			"log_start_pos %llu\nrecovery_point %llu\n"
 			"high_watermark %llu\n",
-		   &v[0], &v[1], &v[2], &v[3]) == 4) {
+		   &v[0], &v[1], &v[2], &v[3]) == 4 &&
+	    v[0] <= INT64_MAX && v[1] <= INT64_MAX && v[2] <= INT64_MAX &&
+	    v[3] <= INT64_MAX) {
+		/* Offsets and positions are Kafka's int64: a larger one would
+		 * start a log with no room to grow (fuzz_index found it). */
 		*ck = (struct checkpoint){ v[0], v[1], v[2], v[3] };
 		rc = 0;
 	}
