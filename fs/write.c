@@ -148,6 +148,18 @@ static void op_wait_done(struct part_wait *pw, int rc)
 	op_put(ow->op);
 }
 
+/* op also waits for p's records below end (room reserved). */
+static void op_wait(struct write_op *op, struct part *p, uint64_t end,
+		    bool durable)
+{
+	struct op_wait *ow = &op->waits[op->nwaits++];
+
+	ow->op = op;
+	ow->pw.done = op_wait_done;
+	atomic_fetch_add(&op->pending, 1);
+	part_wait_commit(p, end, durable, &ow->pw);
+}
+
 /* Submitting is over (rc: how appending went): reply if nothing waits. */
 static void op_submitted(struct write_op *op, int rc)
 {
@@ -165,7 +177,6 @@ static void writer_stored(struct writer *w, struct part *p, uint32_t i,
 			  uint64_t end)
 {
 	struct write_op *op = w->op;
-	struct op_wait *ow;
 
 	if (w->p)
 		i = 0;
@@ -177,11 +188,7 @@ static void writer_stored(struct writer *w, struct part *p, uint32_t i,
 		atomic_fetch_add(&op->ok, 1);
 		return;
 	}
-	ow = &op->waits[op->nwaits++];
-	ow->op = op;
-	ow->pw.done = op_wait_done;
-	atomic_fetch_add(&op->pending, 1);
-	part_wait_commit(p, end, w->durable, &ow->pw);
+	op_wait(op, p, end, w->durable);
 }
 
 /* ---- writing ------------------------------------------------------------ */
@@ -693,15 +700,9 @@ static void writer_settle(fuse_req_t req, struct fh *fh, bool sync)
 		op->logged = true;
 	}
 	for (uint32_t i = 0; rc == 0 && sync && i < w->nends; i++) {
-		struct op_wait *ow;
-		if (w->ends[i] == 0)
-			continue;
-		ow = &op->waits[op->nwaits++];
-		ow->op = op;
-		ow->pw.done = op_wait_done;
-		atomic_fetch_add(&op->pending, 1);
-		part_wait_commit(w->p ? w->p : topic_part(w->t, i), w->ends[i],
-				 true, &ow->pw);
+		if (w->ends[i] > 0)
+			op_wait(op, w->p ? w->p : topic_part(w->t, i),
+				w->ends[i], true);
 	}
 	w->op = NULL;
 	pthread_mutex_unlock(&fh->lock);
